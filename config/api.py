@@ -1,0 +1,116 @@
+"""The JSON error shape of every API: ``{"code": ..., "detail": ...}``.
+
+``code`` is a stable machine-readable string; ``detail`` is a sentence for a
+person that names the value at fault and what to do. Validation errors add
+``errors``: field name to a list of messages, covering every bad field.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(exceptions.APIException):
+    """An API error with an explicit HTTP status, code and detail."""
+
+    def __init__(self, status_code: int, code: str, detail: str, *, headers: dict | None = None,
+                 extra: dict | None = None):
+        self.status_code = status_code
+        self.code = code
+        self.headers = headers or {}
+        self.extra = extra or {}
+        super().__init__(detail=detail, code=code)
+
+
+def error_body(code: str, detail: str, **extra) -> dict:
+    return {"code": code, "detail": detail, **extra}
+
+
+def error_response(status_code: int, code: str, detail: str, *, headers: dict | None = None,
+                   **extra) -> JsonResponse:
+    response = JsonResponse(error_body(code, detail, **extra), status=status_code)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def _first_code(codes) -> str:
+    if isinstance(codes, str):
+        return codes
+    if isinstance(codes, dict):
+        for value in codes.values():
+            return _first_code(value)
+    if isinstance(codes, list) and codes:
+        return _first_code(codes[0])
+    return "invalid"
+
+
+def exception_handler(exc, context):
+    """DRF exception handler that renders every error in the ``code``/``detail`` shape."""
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return Response(
+            error_body("body_too_large", f"The request body exceeds the limit of {limit} bytes; send a smaller body."),
+            status=413,
+        )
+    if isinstance(exc, ApiError):
+        response = drf_exception_handler(exc, context)
+        response.data = error_body(exc.code, str(exc.detail), **exc.extra)
+        for name, value in exc.headers.items():
+            response[name] = value
+        return response
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+
+    if isinstance(exc, exceptions.ValidationError):
+        errors = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        fields = ", ".join(sorted(errors))
+        response.data = error_body(
+            _first_code(exc.get_codes()),
+            f"Invalid request body: check the fields {fields}.",
+            errors=errors,
+        )
+    elif isinstance(exc, exceptions.Throttled):
+        response.data = error_body(
+            "throttled",
+            f"Too many requests; retry after {exc.wait:.0f} seconds." if exc.wait else "Too many requests.",
+        )
+    elif isinstance(exc, exceptions.ParseError):
+        response.data = error_body("malformed_body", f"The request body is not valid JSON: {exc.detail}")
+    else:
+        code = _first_code(exc.get_codes()) if hasattr(exc, "get_codes") else "error"
+        response.data = error_body(code, str(exc.detail) if hasattr(exc, "detail") else str(exc))
+    return response
+
+
+def unknown_host_view(request):
+    from tenants.middleware import unknown_host_response
+
+    return unknown_host_response(request)
+
+
+def not_found_view(request, exception=None):
+    if not request.path.startswith("/api/"):
+        from django.views.defaults import page_not_found
+
+        return page_not_found(request, exception)
+    return error_response(404, "not_found", f"Nothing is served at {request.path!r}; check the URL.")
+
+
+def server_error_view(request):
+    return error_response(
+        status.HTTP_500_INTERNAL_SERVER_ERROR,
+        "server_error",
+        "The server failed to handle the request; it has been logged. Retry later.",
+    )

@@ -1,0 +1,106 @@
+"""ASGI entry point: Django, plus a fast path for the onboard long-poll.
+
+Django's ASGI handler gives every request a thread for its synchronous
+middleware and signals, which would mean one parked thread per waiting EC.
+The long-poll route (``GET /api/v1/onboard/<uuid>``) is therefore answered
+here, before Django, by :func:`onboarding.longpoll.poll_onboard_request`;
+everything else goes to Django unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from urllib.parse import parse_qs
+
+import django
+from asgiref.sync import sync_to_async
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.core.asgi import get_asgi_application  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.http.request import split_domain_port, validate_host  # noqa: E402
+
+from onboarding.longpoll import poll_onboard_request  # noqa: E402
+from tenants.models import Domain  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+django_application = get_asgi_application()
+
+LONG_POLL_PATH = re.compile(r"^/api/v1/onboard/([0-9A-Fa-f-]{36})/?$")
+# Seconds a host-to-schema answer is reused; a new tenant domain is seen after at most this.
+HOST_CACHE_SECONDS = 30
+_host_cache: dict[str, tuple[float, str | None]] = {}
+
+
+def _lookup_schema(hostname: str) -> str | None:
+    connection.close_if_unusable_or_obsolete()
+    connection.set_schema_to_public()
+    domain = Domain.objects.select_related("tenant").filter(domain=hostname).first()
+    return domain.tenant.schema_name if domain else None
+
+
+async def schema_for_host(host_header: str) -> str | None:
+    hostname, _port = split_domain_port(host_header)
+    if not hostname or not validate_host(hostname, settings.ALLOWED_HOSTS):
+        return None
+    cached = _host_cache.get(hostname)
+    now = time.monotonic()
+    if cached and cached[0] > now:
+        return cached[1]
+    schema = await sync_to_async(_lookup_schema, thread_sensitive=False)(hostname)
+    _host_cache[hostname] = (now + HOST_CACHE_SECONDS, schema)
+    return schema
+
+
+def _header(scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _send_json(send, status: int, body: dict, headers: dict) -> None:
+    payload = json.dumps(body).encode()
+    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    raw_headers += [(name.lower().encode(), str(value).encode()) for name, value in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def long_poll(scope, receive, send, request_id: str) -> None:
+    schema = await schema_for_host(_header(scope, b"host") or "")
+    if schema is None or schema == "public" or not settings.DIRECTOR_ROLE:
+        host = (_header(scope, b"host") or "")[:255]
+        await _send_json(send, 404, {"code": "unknown_host",
+                                     "detail": f"No Director tenant is served at host {host!r}."}, {})
+        return
+    authorization = _header(scope, b"authorization") or ""
+    scheme, _, token = authorization.partition(" ")
+    wait = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("wait", [None])[0]
+    result = await poll_onboard_request(
+        schema_name=schema, request_id=request_id,
+        poll_token=token.strip() if scheme.lower() == "bearer" else None, wait_raw=wait,
+    )
+    await _send_json(send, result.status, result.body, result.headers)
+
+
+async def application(scope, receive, send):
+    if scope["type"] == "http" and scope["method"] == "GET":
+        match = LONG_POLL_PATH.match(scope["path"])
+        if match:
+            try:
+                await long_poll(scope, receive, send, match.group(1))
+            except Exception:
+                logger.exception("Long-poll of onboard request %s failed", match.group(1))
+                await _send_json(send, 500, {"code": "server_error",
+                                             "detail": "The server failed to answer the poll; retry."}, {})
+            return
+    await django_application(scope, receive, send)

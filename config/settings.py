@@ -1,0 +1,245 @@
+"""Settings for the Provision Server and the Director, read from the environment.
+
+Every value has a development default that is safe on a laptop; production
+(``ZTSP_ENV=production``) must set the secrets and hosts explicitly. See the
+README for the full list of variables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import unquote
+
+import environ
+
+from config import embedded
+from config.secrets import load_secrets
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+
+ZTSP_ENV = env.str("ZTSP_ENV", default="development")
+PRODUCTION = ZTSP_ENV == "production"
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+
+# Which halves of the system this process serves. The Provision Server is the
+# vendor's cloud side (products, MSPs, ZTP lookup); the Director serves tenants
+# (onboarding, PKI, tunnel). All-in-one is the default.
+ZTSP_ROLES = set(env.list("ZTSP_ROLES", default=["provision", "director"]))
+PROVISION_ROLE = "provision" in ZTSP_ROLES
+DIRECTOR_ROLE = "director" in ZTSP_ROLES
+
+# With no DATABASE_URL / REDIS_URL, embedded servers start under .data/ unless
+# ZTSP_EMBEDDED=0, in which case both URLs are required.
+if env.bool("ZTSP_EMBEDDED", default=not PRODUCTION):
+    embedded.ensure_service_urls()
+
+_secrets = load_secrets(production=PRODUCTION, data_dir=embedded.data_dir())
+SECRET_KEY = _secrets["DJANGO_SECRET_KEY"]
+ZTSP_DATA_KEYS = [key.strip() for key in _secrets["ZTSP_DATA_KEYS"].split(",") if key.strip()]
+ZTSP_HASH_KEY = _secrets["ZTSP_HASH_KEY"]
+
+# Tenant domains are checked by the tenant middleware against the Domain table,
+# so development accepts any *.localhost name; production lists its names.
+ALLOWED_HOSTS = env.list(
+    "DJANGO_ALLOWED_HOSTS",
+    default=[] if PRODUCTION else ["localhost", ".localhost", "127.0.0.1", "[::1]", "testserver"],
+)
+# The public (Provision Server) host names, each mapped to the public schema.
+ZTSP_PUBLIC_HOSTS = env.list("ZTSP_PUBLIC_HOSTS", default=["localhost", "127.0.0.1"])
+# How many reverse proxies in front of us append to X-Forwarded-For; the client
+# address is taken that many hops from the right, never from the left.
+ZTSP_TRUSTED_PROXY_COUNT = env.int("ZTSP_TRUSTED_PROXY_COUNT", default=0)
+
+SHARED_APPS = [
+    "django_tenants",
+    "tenants",
+    "audit",
+    "provisioning",
+    "msp",
+    "gateway",
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.admin",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+]
+# Tenant admins live in their tenant's schema, so a login of tenant A does not
+# exist at tenant B.
+TENANT_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "onboarding",
+    "pki",
+]
+INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
+
+TENANT_MODEL = "tenants.Tenant"
+TENANT_DOMAIN_MODEL = "tenants.Domain"
+PUBLIC_SCHEMA_NAME = "public"
+PUBLIC_SCHEMA_URLCONF = "config.urls_public"
+ROOT_URLCONF = "config.urls_tenant"
+DEFAULT_NOT_FOUND_TENANT_VIEW = "config.api.unknown_host_view"
+# A tenant created without this would keep a schema with no tables if its
+# migration failed halfway; creation is explicit in tenants.services instead.
+TENANT_CREATION_FAKES_MIGRATIONS = False
+
+MIDDLEWARE = [
+    "tenants.middleware.TenantHostMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "config" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+_database = env.db_url("DATABASE_URL")
+# A Unix socket folder arrives percent-encoded in the host part of the URL.
+_database["HOST"] = unquote(_database.get("HOST") or "")
+_database["ENGINE"] = "django_tenants.postgresql_backend"
+_database["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+_database["CONN_HEALTH_CHECKS"] = True
+_database.setdefault("TEST", {})["NAME"] = env.str("ZTSP_TEST_DATABASE_NAME", default="test_ztsp")
+DATABASES = {"default": _database}
+DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.str("REDIS_URL")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_FUNCTION": "django_tenants.cache.make_key",
+        "REVERSE_KEY_FUNCTION": "django_tenants.cache.reverse_key",
+    }
+}
+
+
+def _celery_url(url: str) -> str:
+    # Kombu spells a Redis Unix socket "redis+socket://", redis-py "unix://".
+    return "redis+socket://" + url.removeprefix("unix://") if url.startswith("unix://") else url
+
+
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=_celery_url(REDIS_URL))
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+# A worker killed mid-task leaves its message unacknowledged; Redis hands it to
+# another worker after this many seconds.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=300)}
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = 60
+CELERY_TASK_TIME_LIMIT = 90
+CELERY_TASK_ALWAYS_EAGER = False
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_SECURE = PRODUCTION
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=BASE_DIR / ".data" / "static")
+
+# Request bodies above this are rejected with 413 before parsing (bytes).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("ZTSP_MAX_BODY_BYTES", default=64 * 1024)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "config.api.exception_handler",
+    "DEFAULT_THROTTLE_RATES": {
+        "ztp_access_key": env.str("ZTSP_THROTTLE_ACCESS_KEY", default="6000/min"),
+        "ztp_product": env.str("ZTSP_THROTTLE_PRODUCT", default="30/min"),
+        "ztp_client": env.str("ZTSP_THROTTLE_CLIENT", default="3000/min"),
+    },
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ZTSP API",
+    "DESCRIPTION": "Edge Controller provisioning (ZTP lookup, onboarding, PKI) and MSP automation.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# Provisioning behaviour.
+# Seconds an EC waits before looking up again when its product is not mapped yet.
+ZTSP_LOOKUP_RETRY_AFTER = env.int("ZTSP_LOOKUP_RETRY_AFTER", default=60)
+# Maximum long-poll wait a client may ask for (seconds).
+ZTSP_LONG_POLL_MAX_WAIT = env.int("ZTSP_LONG_POLL_MAX_WAIT", default=60)
+# Lifetime of EC certificates and issuing CAs (days).
+ZTSP_EC_CERT_DAYS = env.int("ZTSP_EC_CERT_DAYS", default=365)
+ZTSP_ISSUING_CA_DAYS = env.int("ZTSP_ISSUING_CA_DAYS", default=5 * 365)
+ZTSP_ROOT_CA_DAYS = env.int("ZTSP_ROOT_CA_DAYS", default=20 * 365)
+ZTSP_ORGANIZATION = env.str("ZTSP_ORGANIZATION", default="ZTSP Development")
+
+# Tunnel gateway: where it listens and what ECs are told to connect to.
+ZTSP_TUNNEL_BIND = env.str("ZTSP_TUNNEL_BIND", default="127.0.0.1")
+ZTSP_TUNNEL_PORT = env.int("ZTSP_TUNNEL_PORT", default=8443)
+ZTSP_TUNNEL_PUBLIC_HOST = env.str("ZTSP_TUNNEL_PUBLIC_HOST", default="localhost")
+ZTSP_TUNNEL_PUBLIC_PORT = env.int("ZTSP_TUNNEL_PUBLIC_PORT", default=ZTSP_TUNNEL_PORT)
+# Seconds between EC heartbeats; an EC silent for 3 intervals counts as offline.
+ZTSP_HEARTBEAT_INTERVAL = env.int("ZTSP_HEARTBEAT_INTERVAL", default=30)
+# The scheme and port that tenant management URLs use on this deployment.
+ZTSP_DIRECTOR_SCHEME = env.str("ZTSP_DIRECTOR_SCHEME", default="http")
+ZTSP_DIRECTOR_PORT = env.int("ZTSP_DIRECTOR_PORT", default=8000)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"tenant_context": {"()": "django_tenants.log.TenantContextFilter"}},
+    "formatters": {
+        "plain": {
+            "format": "%(asctime)s %(levelname)s [%(schema_name)s] %(name)s: %(message)s",
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["tenant_context"],
+            "formatter": "plain",
+        },
+    },
+    "root": {"handlers": ["console"], "level": env.str("ZTSP_LOG_LEVEL", default="INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+    },
+}

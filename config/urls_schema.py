@@ -1,0 +1,12 @@
+"""Every API route of both host kinds, for the one OpenAPI schema."""
+
+from django.urls import include, path
+
+from onboarding.urls import api_urlpatterns
+from provisioning.views import ZtpLookupView
+
+urlpatterns = [
+    path("api/v1/ztp/lookup", ZtpLookupView.as_view()),
+    path("", include("msp.urls")),
+    *api_urlpatterns,
+]

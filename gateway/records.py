@@ -1,0 +1,116 @@
+"""Database side of the tunnel gateway: who may connect, and online/offline bookkeeping.
+
+Blocking functions; the gateway runs them in a thread pool. Each one sets the
+tenant schema itself because pool threads are shared by all tenants.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection
+from django.utils import timezone
+from django_tenants.utils import schema_context
+
+from onboarding.models import EdgeController
+from pki.models import IssuedCertificate, IssuingCA
+from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TunnelPeer:
+    schema_name: str
+    product_id: str
+    serial_hex: str
+    edge_controller_id: int
+
+
+class PeerRejected(Exception):
+    def __init__(self, code: str, detail: str):
+        self.code = code
+        self.detail = detail
+        super().__init__(detail)
+
+
+def _fresh_connection() -> None:
+    connection.close_if_unusable_or_obsolete()
+
+
+def load_issuing_cas() -> dict[str, tuple[str, str]]:
+    """Return {issuing CA key id: (tenant schema, CA certificate PEM)} for every hosted tenant."""
+    _fresh_connection()
+    found: dict[str, tuple[str, str]] = {}
+    connection.set_schema_to_public()
+    for schema_name in Tenant.objects.exclude(schema_name="public").values_list("schema_name", flat=True):
+        with schema_context(schema_name):
+            for key_id, pem in IssuingCA.objects.values_list("key_id", "certificate_pem"):
+                found[key_id] = (schema_name, pem)
+    return found
+
+
+def authorize_peer(schema_name: str, serial_hex: str, product_id: str) -> TunnelPeer:
+    """Check that the presented certificate is an active certificate of that tenant for that EC."""
+    _fresh_connection()
+    with schema_context(schema_name):
+        certificate = IssuedCertificate.objects.filter(serial_hex=serial_hex).first()
+        if certificate is None:
+            raise PeerRejected("unknown_certificate", f"Certificate {serial_hex} was not issued by this tenant.")
+        if certificate.revoked_at is not None:
+            raise PeerRejected("certificate_revoked", f"Certificate {serial_hex} is revoked; re-onboard the EC.")
+        if certificate.product_id != product_id:
+            raise PeerRejected("product_mismatch", f"Certificate {serial_hex} belongs to another Product ID.")
+        return TunnelPeer(schema_name, product_id, serial_hex, certificate.edge_controller_id)
+
+
+def mark_online(peer: TunnelPeer, *, firmware: str, config_version: int) -> None:
+    _fresh_connection()
+    now = timezone.now()
+    with schema_context(peer.schema_name):
+        EdgeController.objects.filter(pk=peer.edge_controller_id).update(
+            online=True, tunnel_connected_at=now, last_heartbeat_at=now, firmware=firmware[:64],
+            applied_config_version=config_version,
+        )
+    logger.info("Tunnel up: %s in %s (certificate %s)", peer.product_id, peer.schema_name, peer.serial_hex)
+
+
+def record_heartbeats(schema_name: str, seen: dict[int, datetime]) -> None:
+    """Write the last heartbeat time of many ECs of one tenant (batched by the gateway)."""
+    _fresh_connection()
+    with schema_context(schema_name):
+        for controller_id, at in seen.items():
+            EdgeController.objects.filter(pk=controller_id).update(last_heartbeat_at=at, online=True)
+
+
+def mark_offline(peer: TunnelPeer) -> None:
+    _fresh_connection()
+    with schema_context(peer.schema_name):
+        EdgeController.objects.filter(pk=peer.edge_controller_id).update(
+            online=False, tunnel_disconnected_at=timezone.now()
+        )
+    logger.info("Tunnel down: %s in %s", peer.product_id, peer.schema_name)
+
+
+def revoked_serials(schema_name: str, serials: list[str]) -> set[str]:
+    """Return which of ``serials`` are now revoked (or gone) in the tenant."""
+    _fresh_connection()
+    with schema_context(schema_name):
+        active = set(
+            IssuedCertificate.objects.filter(serial_hex__in=serials, revoked_at__isnull=True)
+            .values_list("serial_hex", flat=True)
+        )
+    return set(serials) - active
+
+
+def mark_all_offline() -> int:
+    """Mark every EC offline; run at gateway start, when no tunnel can be open yet."""
+    _fresh_connection()
+    total = 0
+    connection.set_schema_to_public()
+    for schema_name in Tenant.objects.exclude(schema_name="public").values_list("schema_name", flat=True):
+        with schema_context(schema_name):
+            total += EdgeController.objects.filter(online=True).update(online=False)
+    return total

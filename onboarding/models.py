@@ -1,0 +1,81 @@
+"""Onboarding (tenant schema): the tenant's Edge Controllers and their onboard requests."""
+
+import uuid
+
+from django.db import models
+
+
+class Tag(models.Model):
+    name = models.CharField(max_length=64, unique=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EdgeController(models.Model):
+    """An Edge Controller as this tenant sees it, from its first onboard request on."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Waiting for approval"
+        ONBOARDED = "onboarded", "Onboarded"
+        REJECTED = "rejected", "Rejected"
+
+    product_id = models.CharField("Product ID", max_length=128, unique=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    tags = models.ManyToManyField(Tag, blank=True, related_name="edge_controllers")
+    facts = models.JSONField(default=dict, blank=True)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(auto_now=True)
+    last_source_address = models.GenericIPAddressField(null=True, blank=True)
+
+    # Management tunnel status, written by the tunnel gateway.
+    online = models.BooleanField(default=False)
+    tunnel_connected_at = models.DateTimeField(null=True, blank=True)
+    tunnel_disconnected_at = models.DateTimeField(null=True, blank=True)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    firmware = models.CharField(max_length=64, blank=True)
+    applied_config_version = models.IntegerField(default=0)
+
+    class Meta:
+        verbose_name = "Edge Controller"
+
+    def __str__(self) -> str:
+        return self.product_id
+
+
+class OnboardRequest(models.Model):
+    """One onboard request: a CSR and device facts sent by an EC, and the admin's decision."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved, certificate being issued"
+        ISSUED = "issued", "Certificate issued"
+        REJECTED = "rejected", "Rejected"
+        SUPERSEDED = "superseded", "Superseded by a later request"
+
+    # The request_id of the API.
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    edge_controller = models.ForeignKey(EdgeController, on_delete=models.CASCADE, related_name="onboard_requests")
+    product_id = models.CharField("Product ID", max_length=128, db_index=True)
+    csr_pem = models.TextField()
+    csr_fingerprint = models.CharField(max_length=64)
+    facts = models.JSONField(default=dict, blank=True)
+    source_address = models.GenericIPAddressField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    # Set when the EC already had a pending request or a certificate with
+    # another key (a factory reset, or an impostor): the admin must look.
+    conflict = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.CharField(max_length=150, blank=True)
+    decision_note = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # The same CSR from the same EC is the same request (idempotent retries).
+            models.UniqueConstraint(fields=["product_id", "csr_fingerprint"], name="onboard_request_per_csr"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.product_id} {self.status} ({self.id})"

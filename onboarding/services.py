@@ -1,0 +1,255 @@
+"""Onboarding at the Director: onboard requests, approval, rejection, tunnel status.
+
+All functions run in the tenant's schema (set by the tenant middleware, a
+Celery task or ``schema_context``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from audit.services import Actor, record_event
+from common import tokens
+from onboarding.events import publish_request_changed
+from onboarding.models import EdgeController, OnboardRequest, Tag
+from pki import crypto
+from provisioning.product_ids import InvalidProductId, parse_product_id
+
+logger = logging.getLogger(__name__)
+
+POLL_TOKEN_PREFIX = "ztsp_poll"
+MAX_FACTS_KEYS = 50
+MAX_TAGS = 20
+TAG_MAX_CHARS = 64
+
+
+class OnboardRejected(ValueError):
+    """An onboard request that cannot be accepted; ``code``/``detail`` go to the API."""
+
+    def __init__(self, code: str, detail: str):
+        self.code = code
+        self.detail = detail
+        super().__init__(detail)
+
+
+class InvalidTransition(ValueError):
+    def __init__(self, code: str, detail: str):
+        self.code = code
+        self.detail = detail
+        super().__init__(detail)
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    request: OnboardRequest
+    created: bool
+    poll_token: str
+
+
+def poll_token_for(onboard_request: OnboardRequest) -> str:
+    """Return the poll token of a request; it is derived, so a repeated request gets the same one."""
+    return tokens.derive_token(
+        "onboard-poll", f"{connection.schema_name}:{onboard_request.pk}", prefix=POLL_TOKEN_PREFIX
+    )
+
+
+def poll_token_matches(request_id, presented: str | None, *, schema_name: str) -> bool:
+    if not presented:
+        return False
+    return tokens.token_matches(presented, "onboard-poll", f"{schema_name}:{request_id}", prefix=POLL_TOKEN_PREFIX)
+
+
+def _clean_facts(facts) -> dict:
+    if facts is None:
+        return {}
+    if not isinstance(facts, dict):
+        raise OnboardRejected("invalid_facts", "facts must be a JSON object such as {\"firmware\": \"1.2.0\"}.")
+    if len(facts) > MAX_FACTS_KEYS:
+        raise OnboardRejected("invalid_facts", f"facts has {len(facts)} keys; send at most {MAX_FACTS_KEYS}.")
+    return facts
+
+
+def submit_onboard_request(raw_product_id: str, csr_pem: str, facts, *, source_address: str | None
+                           ) -> SubmitResult:
+    """Record an onboard request from an EC, or return the existing one for the same CSR.
+
+    A new CSR for an EC that is already pending or onboarded is recorded with
+    ``conflict`` set for the admin to decide; it never replaces anything by
+    itself. Raises :class:`OnboardRejected` for a bad Product ID, facts or CSR,
+    with nothing written.
+    """
+    try:
+        product_id = str(parse_product_id(raw_product_id))
+    except InvalidProductId as error:
+        raise OnboardRejected("invalid_product_id", f"{error}; send the Product ID from the device's eMMC.") from error
+    facts = _clean_facts(facts)
+    try:
+        csr = crypto.validate_csr(csr_pem, product_id)
+    except crypto.CSRError as error:
+        raise OnboardRejected(error.code, error.detail) from error
+    fingerprint = crypto.csr_fingerprint(csr)
+
+    existing = OnboardRequest.objects.filter(product_id=product_id, csr_fingerprint=fingerprint).first()
+    if existing is not None:
+        return SubmitResult(existing, False, poll_token_for(existing))
+
+    try:
+        with transaction.atomic():
+            controller, _ = EdgeController.objects.select_for_update().get_or_create(product_id=product_id)
+            conflict = controller.state == EdgeController.State.ONBOARDED or OnboardRequest.objects.filter(
+                edge_controller=controller,
+                status__in=[OnboardRequest.Status.PENDING, OnboardRequest.Status.APPROVED],
+            ).exists()
+            controller.facts = facts or controller.facts
+            controller.last_source_address = source_address
+            controller.save()
+            onboard_request = OnboardRequest.objects.create(
+                edge_controller=controller,
+                product_id=product_id,
+                csr_pem=csr_pem if isinstance(csr_pem, str) else csr_pem.decode(),
+                csr_fingerprint=fingerprint,
+                facts=facts,
+                source_address=source_address,
+                conflict=conflict,
+            )
+            record_event(
+                "onboard_request.create", actor=Actor.for_device(product_id, source_address),
+                object_type="onboard_request", object_id=str(onboard_request.pk),
+                details={"product_id": product_id, "conflict": conflict},
+            )
+    except IntegrityError:
+        # A concurrent identical request won the unique constraint: return it.
+        existing = OnboardRequest.objects.get(product_id=product_id, csr_fingerprint=fingerprint)
+        return SubmitResult(existing, False, poll_token_for(existing))
+
+    if conflict:
+        logger.warning("Onboard request %s for %s conflicts with an existing request or certificate",
+                       onboard_request.pk, product_id)
+    else:
+        logger.info("Onboard request %s for %s is pending", onboard_request.pk, product_id)
+    return SubmitResult(onboard_request, True, poll_token_for(onboard_request))
+
+
+def _clean_tags(tags: Iterable[str]) -> list[str]:
+    names = []
+    for tag in tags:
+        name = str(tag).strip()
+        if not name:
+            continue
+        if len(name) > TAG_MAX_CHARS:
+            raise InvalidTransition("invalid_tag", f"Tag {name[:20]!r}... is longer than {TAG_MAX_CHARS} characters.")
+        if name not in names:
+            names.append(name)
+    if len(names) > MAX_TAGS:
+        raise InvalidTransition("invalid_tag", f"{len(names)} tags given; use at most {MAX_TAGS}.")
+    return names
+
+
+def _lock_pending(onboard_request: OnboardRequest) -> OnboardRequest:
+    locked = OnboardRequest.objects.select_for_update().select_related("edge_controller").get(pk=onboard_request.pk)
+    if locked.status != OnboardRequest.Status.PENDING:
+        raise InvalidTransition(
+            "not_pending",
+            f"Onboard request {locked.pk} for {locked.product_id} is {locked.status}, not pending; reload the list.",
+        )
+    return locked
+
+
+def approve_onboard_request(onboard_request: OnboardRequest, *, actor: Actor, tags: Iterable[str] = (),
+                            note: str = "") -> OnboardRequest:
+    """Approve a pending request with ``tags``; the certificate is issued by a Celery task after commit.
+
+    Other pending requests of the same EC are marked superseded.
+    """
+    from onboarding.tasks import issue_certificate_task
+
+    tag_names = _clean_tags(tags)
+    with transaction.atomic():
+        locked = _lock_pending(onboard_request)
+        now = timezone.now()
+        locked.status = OnboardRequest.Status.APPROVED
+        locked.decided_at = now
+        locked.decided_by = actor.name
+        locked.decision_note = note[:500]
+        locked.save(update_fields=["status", "decided_at", "decided_by", "decision_note"])
+
+        superseded = list(
+            OnboardRequest.objects.filter(edge_controller=locked.edge_controller, status=OnboardRequest.Status.PENDING)
+            .exclude(pk=locked.pk)
+            .values_list("pk", flat=True)
+        )
+        OnboardRequest.objects.filter(pk__in=superseded).update(
+            status=OnboardRequest.Status.SUPERSEDED, decided_at=now, decided_by=actor.name
+        )
+        controller = locked.edge_controller
+        tag_objects = [Tag.objects.get_or_create(name=name)[0] for name in tag_names]
+        controller.tags.add(*tag_objects)
+
+        record_event("onboard_request.approve", actor=actor, object_type="onboard_request",
+                     object_id=str(locked.pk),
+                     details={"product_id": locked.product_id, "tags": tag_names,
+                              "superseded": [str(pk) for pk in superseded]})
+        publish_request_changed(locked.pk)
+        for pk in superseded:
+            publish_request_changed(pk)
+        schema_name = connection.schema_name
+        # The task takes the id only and re-reads the row in the tenant's schema.
+        transaction.on_commit(
+            lambda: issue_certificate_task.apply_async(args=[str(locked.pk)], headers={"_schema_name": schema_name})
+        )
+    logger.info("Onboard request %s for %s approved by %s", locked.pk, locked.product_id, actor.name)
+    return locked
+
+
+def reject_onboard_request(onboard_request: OnboardRequest, *, actor: Actor, note: str = "") -> OnboardRequest:
+    with transaction.atomic():
+        locked = _lock_pending(onboard_request)
+        locked.status = OnboardRequest.Status.REJECTED
+        locked.decided_at = timezone.now()
+        locked.decided_by = actor.name
+        locked.decision_note = note[:500]
+        locked.save(update_fields=["status", "decided_at", "decided_by", "decision_note"])
+        controller = locked.edge_controller
+        if controller.state == EdgeController.State.PENDING:
+            controller.state = EdgeController.State.REJECTED
+            controller.save(update_fields=["state", "last_seen_at"])
+        record_event("onboard_request.reject", actor=actor, object_type="onboard_request",
+                     object_id=str(locked.pk), details={"product_id": locked.product_id, "note": note[:500]})
+        publish_request_changed(locked.pk)
+    logger.info("Onboard request %s for %s rejected by %s", locked.pk, locked.product_id, actor.name)
+    return locked
+
+
+def complete_issuance(request_id) -> OnboardRequest | None:
+    """Issue the certificate of an approved request; a no-op when already done or gone.
+
+    Called by the Celery task. The row lock and the one-certificate-per-request
+    constraint make a redelivered task harmless.
+    """
+    from pki.services import issue_certificate
+    from tenants.models import Tenant
+
+    tenant = Tenant.objects.get(schema_name=connection.schema_name)
+    with transaction.atomic():
+        onboard_request = (
+            OnboardRequest.objects.select_for_update().select_related("edge_controller").filter(pk=request_id).first()
+        )
+        if onboard_request is None:
+            logger.warning("Onboard request %s no longer exists; nothing to issue", request_id)
+            return None
+        if onboard_request.status != OnboardRequest.Status.APPROVED:
+            logger.info("Onboard request %s is %s; nothing to issue", request_id, onboard_request.status)
+            return onboard_request
+        issue_certificate(onboard_request, tenant=tenant)
+        onboard_request.status = OnboardRequest.Status.ISSUED
+        onboard_request.save(update_fields=["status"])
+        controller = onboard_request.edge_controller
+        controller.state = EdgeController.State.ONBOARDED
+        controller.save(update_fields=["state", "last_seen_at"])
+        publish_request_changed(onboard_request.pk)
+    return onboard_request

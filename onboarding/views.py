@@ -1,0 +1,205 @@
+"""EC HTTP API on a Director tenant host, and the tenant admin's onboarding API."""
+
+from __future__ import annotations
+
+import logging
+
+from asgiref.sync import async_to_sync, sync_to_async
+from django.db import connection
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import authentication, generics, permissions
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit.services import Actor
+from common.http import bearer_token, client_address
+from config.api import ApiError
+from onboarding import serializers as s
+from onboarding.longpoll import poll_onboard_request, read_request_state
+from onboarding.models import EdgeController, OnboardRequest
+from onboarding.services import (
+    InvalidTransition,
+    OnboardRejected,
+    approve_onboard_request,
+    reject_onboard_request,
+    submit_onboard_request,
+)
+from provisioning.serializers import ErrorSerializer
+from tenants.services import tenant_access_key_matches
+
+logger = logging.getLogger(__name__)
+
+BEARER = OpenApiParameter("Authorization", str, OpenApiParameter.HEADER, required=True,
+                          description="Bearer <tenant access key>")
+
+
+class OnboardView(APIView):
+    """``POST /api/v1/onboard``: an EC asks to be onboarded with its CSR."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="onboard_submit",
+        request=s.OnboardSubmitSerializer,
+        parameters=[BEARER],
+        responses={
+            202: s.OnboardAcceptedSerializer,
+            400: OpenApiResponse(ErrorSerializer, description="Invalid body or CSR"),
+            401: OpenApiResponse(ErrorSerializer, description="Wrong tenant access key"),
+            413: OpenApiResponse(ErrorSerializer, description="Body too large"),
+        },
+        tags=["EC API"],
+    )
+    def post(self, request):
+        if not tenant_access_key_matches(request.tenant, bearer_token(request)):
+            raise ApiError(401, "invalid_access_key",
+                           "Missing or wrong tenant access key: use the access_key that the ZTP lookup returned.",
+                           headers={"WWW-Authenticate": 'Bearer realm="onboard"'})
+        serializer = s.OnboardSubmitSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            result = submit_onboard_request(data["product_id"], data["csr"], data["facts"],
+                                            source_address=client_address(request))
+        except OnboardRejected as error:
+            raise ApiError(400, error.code, error.detail) from error
+        status_value = result.request.status
+        if status_value == OnboardRequest.Status.SUPERSEDED:
+            status_value = OnboardRequest.Status.REJECTED
+        return Response(
+            {"request_id": str(result.request.pk), "status": status_value, "poll_token": result.poll_token},
+            status=202,
+        )
+
+
+class OnboardStatusView(APIView):
+    """``GET /api/v1/onboard/<request_id>?wait=<seconds>``: long-poll for the result.
+
+    Under ASGI the fast path in ``config.asgi`` answers this route before
+    Django; this view serves the same contract elsewhere (WSGI, tests).
+    """
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="onboard_poll",
+        parameters=[
+            OpenApiParameter("Authorization", str, OpenApiParameter.HEADER, required=True,
+                             description="Bearer <poll_token>"),
+            OpenApiParameter("wait", float, OpenApiParameter.QUERY,
+                             description="Seconds to wait for a state change (capped at 60)"),
+        ],
+        responses={200: s.OnboardStatusSerializer, 401: ErrorSerializer, 404: ErrorSerializer},
+        tags=["EC API"],
+    )
+    def get(self, request, request_id: str):
+        # Reads run in this request's own thread: it owns the connection (and,
+        # in tests, the open transaction).
+        result = async_to_sync(poll_onboard_request)(
+            schema_name=connection.schema_name, request_id=str(request_id), poll_token=bearer_token(request),
+            wait_raw=request.query_params.get("wait"),
+            run_sync=sync_to_async(read_request_state, thread_sensitive=True),
+        )
+        response = Response(result.body, status=result.status)
+        for name, value in result.headers.items():
+            response[name] = value
+        return response
+
+
+@extend_schema(responses={(200, "application/pem-certificate-chain"): str}, tags=["EC API"])
+class CaChainView(APIView):
+    """``GET /api/v1/pki/ca``: the tenant's CA chain (issuing CA, then root CA) as PEM."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def get(self, request):
+        from pki.services import ca_chain_pem
+
+        return HttpResponse(ca_chain_pem(), content_type="application/pem-certificate-chain")
+
+
+@extend_schema(responses={(200, "application/pkix-crl"): bytes}, tags=["EC API"])
+class CrlView(APIView):
+    """``GET /api/v1/pki/crl``: a freshly signed CRL of the tenant's issuing CA (DER)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def get(self, request):
+        from pki.services import build_crl_der
+
+        return HttpResponse(build_crl_der(), content_type="application/pkix-crl")
+
+
+# Tenant admin API: users of this tenant's schema, by session or HTTP Basic.
+
+TENANT_ADMIN_AUTHENTICATION = [authentication.SessionAuthentication, authentication.BasicAuthentication]
+
+
+class IsTenantAdmin(permissions.BasePermission):
+    message = "Sign in as an admin of this tenant."
+
+    def has_permission(self, request, view):
+        user = request.user
+        return bool(user and user.is_authenticated and user.is_staff)
+
+
+def tenant_actor(request) -> Actor:
+    return Actor.for_user(request.user, client_address(request))
+
+
+class OnboardRequestListView(generics.ListAPIView):
+    """Onboard requests of this tenant, newest first; ``?status=pending`` filters."""
+
+    authentication_classes = TENANT_ADMIN_AUTHENTICATION
+    permission_classes = [IsTenantAdmin]
+    serializer_class = s.OnboardRequestSerializer
+
+    def get_queryset(self):
+        queryset = OnboardRequest.objects.all()
+        status_filter = self.request.query_params.get("status")
+        if status_filter:
+            queryset = queryset.filter(status=status_filter)
+        return queryset
+
+
+class EdgeControllerListView(generics.ListAPIView):
+    authentication_classes = TENANT_ADMIN_AUTHENTICATION
+    permission_classes = [IsTenantAdmin]
+    serializer_class = s.EdgeControllerSerializer
+    queryset = EdgeController.objects.prefetch_related("tags").order_by("product_id")
+
+
+def _request_or_404(request_id) -> OnboardRequest:
+    onboard_request = OnboardRequest.objects.filter(pk=request_id).first()
+    if onboard_request is None:
+        raise ApiError(404, "onboard_request_not_found", f"Onboard request {request_id} not found in this tenant.")
+    return onboard_request
+
+
+class DecisionView(APIView):
+    authentication_classes = TENANT_ADMIN_AUTHENTICATION
+    permission_classes = [IsTenantAdmin]
+    decision = "approve"
+
+    @extend_schema(request=s.DecisionSerializer, responses={200: s.OnboardRequestSerializer},
+                   tags=["Director API"])
+    def post(self, request, request_id):
+        onboard_request = _request_or_404(request_id)
+        serializer = s.DecisionSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            if self.decision == "approve":
+                updated = approve_onboard_request(onboard_request, actor=tenant_actor(request), tags=data["tags"],
+                                                  note=data["note"])
+            else:
+                updated = reject_onboard_request(onboard_request, actor=tenant_actor(request), note=data["note"])
+        except InvalidTransition as error:
+            raise ApiError(409 if error.code == "not_pending" else 400, error.code, error.detail) from error
+        return Response(s.OnboardRequestSerializer(updated).data)

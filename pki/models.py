@@ -1,0 +1,70 @@
+"""Per-tenant PKI (tenant schema): the issuing CA and the certificates it issued."""
+
+from django.db import models
+from django.db.models import Q
+
+
+class IssuingCA(models.Model):
+    """This tenant's issuing CA, signed by the deployment root CA.
+
+    The private key is encrypted with ZTSP_DATA_KEYS and never leaves the
+    server. Exactly one row is active.
+    """
+
+    certificate_pem = models.TextField()
+    private_key_encrypted = models.TextField()
+    key_id = models.CharField(max_length=64, unique=True)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Monotonic CRL number (RFC 5280 section 5.2.3), incremented per CRL built.
+    crl_number = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "issuing CA"
+        constraints = [
+            models.UniqueConstraint(fields=["is_active"], condition=Q(is_active=True), name="one_active_issuing_ca"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Issuing CA {self.key_id[:16]}"
+
+
+class IssuedCertificate(models.Model):
+    """An EC certificate issued by this tenant's CA."""
+
+    class RevocationReason(models.TextChoices):
+        SUPERSEDED = "superseded", "Superseded"
+        KEY_COMPROMISE = "key_compromise", "Key compromise"
+        CESSATION_OF_OPERATION = "cessation_of_operation", "Cessation of operation"
+
+    serial_hex = models.CharField(max_length=64, unique=True)
+    product_id = models.CharField(max_length=128, db_index=True)
+    edge_controller = models.ForeignKey(
+        "onboarding.EdgeController", on_delete=models.PROTECT, related_name="certificates"
+    )
+    # One certificate per approved onboard request: a task that runs twice
+    # (worker killed after signing, message redelivered) cannot issue two.
+    onboard_request = models.OneToOneField(
+        "onboarding.OnboardRequest", on_delete=models.PROTECT, related_name="certificate"
+    )
+    issuing_ca = models.ForeignKey(IssuingCA, on_delete=models.PROTECT, related_name="issued")
+    certificate_pem = models.TextField()
+    not_before = models.DateTimeField()
+    not_after = models.DateTimeField()
+    issued_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revocation_reason = models.CharField(max_length=32, choices=RevocationReason.choices, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["product_id"], condition=Q(revoked_at__isnull=True), name="one_active_certificate_per_product"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.product_id} #{self.serial_hex}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

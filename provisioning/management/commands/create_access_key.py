@@ -1,0 +1,21 @@
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand
+from django.utils import timezone
+
+from common.commands import cli_actor
+from provisioning.services.access_keys import create_access_key
+
+
+class Command(BaseCommand):
+    help = "Create a provisioning access key for EC firmware. The key is printed once and never stored."
+
+    def add_arguments(self, parser):
+        parser.add_argument("name", help="A label, e.g. the firmware line that carries the key")
+        parser.add_argument("--expires-in-days", type=int, help="Days until the key stops working (default: never)")
+
+    def handle(self, *args, name, expires_in_days, **options):
+        expires_at = timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None
+        access_key, plaintext = create_access_key(name, actor=cli_actor(), expires_at=expires_at)
+        self.stderr.write(f"Created access key {access_key.key_id} ({name}); store it now, it is not shown again:")
+        self.stdout.write(plaintext)

@@ -1,0 +1,85 @@
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Product(models.Model):
+    """An Edge Controller known to the vendor, identified by its Product ID.
+
+    Its life on the Provision Server: imported from manufacturing, allocated to
+    an MSP by vendor staff, claimed by that MSP, mapped to one of the MSP's
+    tenant registrations, then looked up by the device itself.
+    """
+
+    class State(models.TextChoices):
+        ACTIVE = "active", "Active"
+        DISABLED = "disabled", "Disabled"
+        DECOMMISSIONED = "decommissioned", "Decommissioned"
+
+    # Canonical "MODEL:uuid" form from provisioning.product_ids.
+    product_id = models.CharField("Product ID", max_length=128, unique=True)
+    model_number = models.CharField(max_length=32, db_index=True)
+    uuid = models.UUIDField("UUID", unique=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    msp = models.ForeignKey(
+        "msp.MSP", null=True, blank=True, on_delete=models.PROTECT, related_name="products",
+        verbose_name="MSP",
+    )
+    allocated_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    tenant_registration = models.ForeignKey(
+        "msp.TenantRegistration", null=True, blank=True, on_delete=models.PROTECT,
+        related_name="products",
+    )
+    mapped_at = models.DateTimeField(null=True, blank=True)
+
+    last_lookup_at = models.DateTimeField(null=True, blank=True)
+    last_lookup_address = models.GenericIPAddressField(null=True, blank=True)
+    last_facts = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["msp", "claimed_at"])]
+        constraints = [
+            # A product is claimed only by the MSP it was allocated to, and
+            # mapped only once claimed.
+            models.CheckConstraint(
+                condition=models.Q(claimed_at__isnull=True) | models.Q(msp__isnull=False),
+                name="product_claimed_has_msp",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(tenant_registration__isnull=True) | models.Q(claimed_at__isnull=False),
+                name="product_mapped_is_claimed",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.product_id
+
+
+class ProvisioningAccessKey(models.Model):
+    """A key baked into EC firmware that authorises ZTP lookups.
+
+    Only a keyed hash is stored; the key itself is shown once at creation.
+    """
+
+    name = models.CharField(max_length=100)
+    key_id = models.CharField(max_length=32, unique=True)
+    key_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_id})"
+
+    def is_usable(self, now=None) -> bool:
+        now = now or timezone.now()
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at > now

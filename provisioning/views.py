@@ -1,0 +1,75 @@
+"""EC HTTP API on the Provision Server host: the ZTP lookup."""
+
+from __future__ import annotations
+
+import logging
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from common.http import bearer_token, client_address
+from config.api import ApiError
+from provisioning.serializers import ErrorSerializer, LookupRequestSerializer, LookupResponseSerializer
+from provisioning.services.access_keys import AccessKeyRejected, authenticate_access_key
+from provisioning.services.lookup import LookupFailed, lookup_product
+from provisioning.throttles import AccessKeyThrottle, ClientAddressThrottle, ProductThrottle
+
+logger = logging.getLogger(__name__)
+
+ACCESS_KEY_DETAILS = {
+    "missing": "Missing provisioning access key: send 'Authorization: Bearer <access key>'.",
+    "unknown": "Unknown provisioning access key; check the key in the device firmware.",
+    "revoked": "The provisioning access key was revoked; the device needs firmware with a current key.",
+    "expired": "The provisioning access key has expired; the device needs firmware with a current key.",
+}
+
+
+class ZtpLookupView(APIView):
+    """``POST /api/v1/ztp/lookup``: where an EC finds its Director tenant."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [ClientAddressThrottle, AccessKeyThrottle, ProductThrottle]
+
+    @extend_schema(
+        operation_id="ztp_lookup",
+        request=LookupRequestSerializer,
+        parameters=[OpenApiParameter("Authorization", str, OpenApiParameter.HEADER,
+                                     description="Bearer <provisioning access key>", required=True)],
+        responses={
+            200: LookupResponseSerializer,
+            400: OpenApiResponse(ErrorSerializer, description="Malformed Product ID or body"),
+            401: OpenApiResponse(ErrorSerializer, description="Missing, unknown, revoked or expired access key"),
+            403: OpenApiResponse(ErrorSerializer, description="Product disabled or decommissioned"),
+            404: OpenApiResponse(ErrorSerializer, description="Unknown Product ID"),
+            409: OpenApiResponse(ErrorSerializer, description="Not claimed or not mapped yet; see Retry-After"),
+            429: OpenApiResponse(ErrorSerializer, description="Throttled; see Retry-After"),
+        },
+        tags=["EC API"],
+    )
+    def post(self, request):
+        # The key is checked before the body so that nothing about products
+        # is revealed to a caller without a valid key.
+        try:
+            access_key = authenticate_access_key(bearer_token(request))
+        except AccessKeyRejected as error:
+            raise ApiError(401, f"access_key_{error.reason}", ACCESS_KEY_DETAILS[error.reason],
+                           headers={"WWW-Authenticate": 'Bearer realm="ztp"'}) from error
+
+        serializer = LookupRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            result = lookup_product(
+                serializer.validated_data["product_id"],
+                access_key=access_key,
+                facts=serializer.validated_data["facts"],
+                source_address=client_address(request),
+            )
+        except LookupFailed as error:
+            headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+            raise ApiError(error.status, error.code, error.detail, headers=headers) from error
+        return Response(
+            {"product_id": result.product_id, "director_url": result.director_url, "access_key": result.access_key}
+        )

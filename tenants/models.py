@@ -1,0 +1,52 @@
+from django.db import models
+from django_tenants.models import DomainMixin, TenantMixin
+
+
+class Tenant(TenantMixin):
+    """A Director tenant hosted by this deployment: one PostgreSQL schema.
+
+    The public schema itself is also a row here (schema ``public``), as
+    django-tenants requires; it serves the Provision Server host names.
+    """
+
+    name = models.CharField(max_length=200)
+    owner_msp = models.ForeignKey(
+        "msp.MSP", null=True, blank=True, on_delete=models.PROTECT, related_name="hosted_tenants",
+        verbose_name="owner MSP",
+    )
+    # The tenant access key that ECs present to this tenant's onboard API:
+    # only its keyed hash is kept here.
+    access_key_id = models.CharField(max_length=32, blank=True, db_index=True)
+    access_key_hash = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    # Schemas are created by tenants.services.create_hosted_tenant, which also
+    # makes the issuing CA; deleting a row never drops a schema.
+    auto_create_schema = True
+    auto_drop_schema = False
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.schema_name})"
+
+
+class Domain(DomainMixin):
+    """A host name that selects its tenant's schema, e.g. ``acme.localhost``."""
+
+
+class DeploymentRootCA(models.Model):
+    """The deployment's root CA, which signs each hosted tenant's issuing CA
+    and the tunnel gateway's server certificate.
+
+    One row per deployment; its private key is encrypted with ZTSP_DATA_KEYS.
+    """
+
+    certificate_pem = models.TextField()
+    private_key_encrypted = models.TextField()
+    key_id = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "deployment root CA"
+
+    def __str__(self) -> str:
+        return f"Root CA {self.key_id[:16]}"

@@ -1,0 +1,8 @@
+import pytest
+
+from .servers import ThrowawayPki
+
+
+@pytest.fixture(scope="session")
+def pki() -> ThrowawayPki:
+    return ThrowawayPki()
