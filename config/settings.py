@@ -134,6 +134,7 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
+        "KEY_PREFIX": env.str("ZTSP_CACHE_PREFIX", default="ztsp"),
         "KEY_FUNCTION": "django_tenants.cache.make_key",
         "REVERSE_KEY_FUNCTION": "django_tenants.cache.reverse_key",
     }
@@ -147,6 +148,8 @@ def _celery_url(url: str) -> str:
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=_celery_url(REDIS_URL))
 CELERY_RESULT_BACKEND = None
+# One queue name per deployment (and per test run), so two of them can share a Redis.
+CELERY_TASK_DEFAULT_QUEUE = env.str("ZTSP_CELERY_QUEUE", default="ztsp")
 CELERY_TASK_ACKS_LATE = True
 # A worker killed mid-task leaves its message unacknowledged; Redis hands it to
 # another worker after this many seconds.

@@ -686,6 +686,7 @@ class Agent:
             heartbeat_override=self.options.heartbeat_interval,
             certificate_not_after=self.certificate.not_after,
             on_connected=self._on_tunnel_up,
+            on_disconnected=lambda reason: self._record_error(f"tunnel: {reason}"),
             connect_slots=self.connect_slots,
             verbose=self.options.verbose,
         )
@@ -734,4 +735,5 @@ class Agent:
             self._reach("tunnel_up")
         else:
             self.state.reach("tunnel_up")
+            self.state.last_error = None
             save_state(self.state_dir, self.state)

@@ -318,7 +318,7 @@ class RepeatLimitedLog:
             self._suppressed += 1
             return
         if key == self._last_key and self._suppressed:
-            message += " (%d more times since the last report)"
+            message += " (repeated %d times since the last report)"
             args = (*args, self._suppressed)
         self._logger.log(level, message, *args)
         self._last_key = key

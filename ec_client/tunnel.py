@@ -117,7 +117,8 @@ class TunnelClient:
     """Keeps one management tunnel open, reconnecting with backoff and jitter.
 
     ``on_connected`` is called with the server's hello each time a connection
-    reaches that point. ``connect_slots`` (optional, shared by a fleet) bounds
+    reaches that point, and ``on_disconnected`` with the reason each time a
+    connection attempt or a connection ends. ``connect_slots`` (optional, shared by a fleet) bounds
     how many agents run the TCP and TLS handshake at once.
     """
 
@@ -134,6 +135,7 @@ class TunnelClient:
         heartbeat_override: float | None = None,
         certificate_not_after: datetime | None = None,
         on_connected: Callable[[dict[str, Any]], None] | None = None,
+        on_disconnected: Callable[[str], None] | None = None,
         connect_slots: asyncio.Semaphore | None = None,
         verbose: bool = False,
     ) -> None:
@@ -147,6 +149,7 @@ class TunnelClient:
         self.heartbeat_override = heartbeat_override
         self.certificate_not_after = certificate_not_after
         self.on_connected = on_connected
+        self.on_disconnected = on_disconnected
         self.connect_slots = connect_slots
         self.verbose = verbose
         # Set while a connection is past the hello exchange.
@@ -182,6 +185,8 @@ class TunnelClient:
             finally:
                 self.connected.clear()
 
+            if self.on_disconnected is not None:
+                self.on_disconnected(reason)
             if time.monotonic() - started >= healthy_after:
                 self.backoff.reset()
             delay = self.backoff.next_delay()

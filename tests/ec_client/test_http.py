@@ -185,4 +185,4 @@ def test_repeat_limited_log_reports_count_after_period(caplog, monkeypatch):
     log.log(logging.WARNING, "same", "%s: retry", "EC100:x")
 
     messages = [record.getMessage() for record in caplog.records]
-    assert messages == ["EC100:x: retry", "EC100:x: retry (3 more times since the last report)"]
+    assert messages == ["EC100:x: retry", "EC100:x: retry (repeated 3 times since the last report)"]
