@@ -58,6 +58,7 @@ SHARED_APPS = [
     "provisioning",
     "msp",
     "gateway",
+    "demo",
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",

@@ -60,10 +60,10 @@ logger = logging.getLogger(__name__)
 # The Director caps a long-poll at 60 s.
 MAX_WAIT_SECONDS = 60
 # Extra read time, in seconds, beyond the long-poll wait before the HTTP client
-# gives up, so the client never times out before the server answers.
+# gives up, so the client never times out before the server responds.
 POLL_READ_MARGIN = 15.0
-# Minimum seconds between two polls, in case a server answers "pending"
-# without waiting: without it the agent would poll in a tight loop.
+# Minimum seconds between two polls, in case a server returns "pending"
+# at once. Without it the agent would poll in a tight loop.
 MIN_POLL_INTERVAL = 1.0
 # Lookup errors that need a fix on the server side (vendor data, keys), so the
 # agent retries them at the maximum backoff.
@@ -72,7 +72,7 @@ LOOKUP_PERMANENT_ERRORS = frozenset({400, 401, 403, 404})
 
 @dataclass
 class AgentOptions:
-    """Settings of one agent run; a fleet shares one instance. Times are in seconds."""
+    """Settings of one agent run, shared by all agents of a fleet. Times are in seconds."""
 
     # Curl-style HOST:PORT:ADDRESS overrides, e.g. "*.localhost:8000:127.0.0.1".
     resolve: tuple[str, ...] = ()
@@ -84,7 +84,7 @@ class AgentOptions:
     heartbeat_interval: float | None = None
     # Type of a newly generated key: "ec" (P-256), "rsa2048" or "rsa3072".
     key_type: str = "ec"
-    # Stop the run after this long, whatever the phase; None runs without limit.
+    # Seconds after which the run stops, whatever the phase. None means no limit.
     deadline_seconds: float | None = None
     # Stop hold_seconds after the tunnel first comes up instead of keeping it open.
     exit_when_connected: bool = False
@@ -124,7 +124,7 @@ class AgentOptions:
 
 @dataclass
 class AgentResult:
-    """Outcome of one agent run; ``seconds_to_phase`` counts from the start of this run."""
+    """Outcome of one agent run. ``seconds_to_phase`` counts from the start of this run."""
 
     product_id: str | None
     state_dir: str
@@ -157,14 +157,14 @@ async def run_agent(
     comes up if ``exit_when_connected`` is set, at the deadline, or when ``stop``
     is set. Otherwise it runs for ever. A fleet passes a shared ``connector``
     (it is not closed here) and ``connect_slots`` to bound concurrent tunnel
-    handshakes. Errors never raise: they end up in ``AgentResult.error``.
+    handshakes. Errors end up in ``AgentResult.error``. Only cancellation raises.
     """
     agent = Agent(Path(state_dir), options, connector=connector, connect_slots=connect_slots)
     return await agent.run(stop)
 
 
 class Agent:
-    """One Edge Controller; use :func:`run_agent` rather than this class directly."""
+    """One Edge Controller. Call :func:`run_agent` rather than using this class directly."""
 
     def __init__(
         self,
@@ -182,7 +182,7 @@ class Agent:
         self.state = AgentState()
         self.key: PrivateKey | None = None
         self.certificate: VerifiedCertificate | None = None
-        # The phase this run is at; starts at the phase resumed from state.json.
+        # Current phase of this run, starting at the phase resumed from state.json.
         self.phase = "new"
         self.seconds_to_phase: dict[str, float] = {}
         self.finished = False
@@ -207,6 +207,13 @@ class Agent:
             return self._result(PHASE_FAILED, str(error))
 
         logger.info("%s: agent starting from %s", self.product_id, self.state_dir)
+        try:
+            return await self._supervise(stop)
+        finally:
+            await self._close_session()
+
+    async def _supervise(self, stop: asyncio.Event | None) -> AgentResult:
+        """Run the phases until they finish, the deadline passes or ``stop`` is set."""
         inner = asyncio.create_task(self._run_phases(), name=f"agent {self.product_id}")
         waiters: set[asyncio.Future[Any]] = {inner}
         stop_waiter = asyncio.create_task(stop.wait()) if stop is not None else None
@@ -224,25 +231,22 @@ class Agent:
             if stop_waiter is not None:
                 stop_waiter.cancel()
 
-        try:
-            if inner not in done:
-                await self._cancel(inner)
-                return self._end_early(stopped=stop is not None and stop.is_set())
-            error = inner.exception()
-            if error is not None:
-                logger.error(
-                    "%s: agent failed in phase %s: %s",
-                    self.product_id,
-                    self.phase,
-                    error,
-                    exc_info=error,
-                )
-                return self._result(PHASE_FAILED, f"{type(error).__name__}: {error}")
-            return self._result(
-                self.phase, None if self.phase == "tunnel_up" else self.state.last_error
+        if inner not in done:
+            await self._cancel(inner)
+            return self._end_early(stopped=stop is not None and stop.is_set())
+        error = inner.exception()
+        if error is not None:
+            logger.error(
+                "%s: agent failed in phase %s: %s",
+                self.product_id,
+                self.phase,
+                error,
+                exc_info=error,
             )
-        finally:
-            await self._close_session()
+            return self._result(PHASE_FAILED, f"{type(error).__name__}: {error}")
+        return self._result(
+            self.phase, None if self.phase == "tunnel_up" else self.state.last_error
+        )
 
     def _end_early(self, stopped: bool) -> AgentResult:
         if self.phase == "tunnel_up":
@@ -330,6 +334,9 @@ class Agent:
             )
             # A new CSR makes the Director open a new request instead of
             # returning the old certificate again.
+            # NOTE: RSA PKCS#1 v1.5 signatures are deterministic, so a new RSA
+            # CSR is byte-identical to the old one. A Director that matches
+            # requests on the CSR bytes then returns the old request.
             create_csr(self.state_dir, self.key, self.product_id)
             self.state.forget_request()
             return None
@@ -383,7 +390,7 @@ class Agent:
         body: dict[str, Any] | None = None,
         read_timeout: float = 30.0,
     ) -> ApiResponse | None:
-        """Send one request; on a transport failure log it, back off and return None."""
+        """Send one request. On a transport failure, log it, back off and return None."""
         session = await self._session()
         try:
             return await call_json(
@@ -510,7 +517,7 @@ class Agent:
         if response is None:
             return
         if response.status in (401, 403, 404):
-            # The tenant key or the mapping may have changed: look up again.
+            # The tenant key or the mapping may have changed, so look up again.
             await self._retry_after_error("onboard", response)
             logger.warning(
                 "%s: Director %s returned %d to onboarding; looking up the Director again",
@@ -561,8 +568,8 @@ class Agent:
         if response is None:
             return
         if response.status in (401, 403, 404):
-            # The request is gone or its token no longer valid: onboard again,
-            # which returns the same request if it still exists.
+            # The request is gone or its token is no longer valid, so onboard again.
+            # The Director returns the same request if it still exists.
             logger.warning(
                 "%s: poll of request %s returned HTTP %d %s; requesting onboarding again",
                 self.product_id,

@@ -127,7 +127,7 @@ async def _run_until_signal(start: Callable[[asyncio.Event], Awaitable[T]]) -> T
     loop = asyncio.get_running_loop()
     installed = []
     for signal_number in (signal.SIGINT, signal.SIGTERM):
-        # NOTE: add_signal_handler is missing on Windows; Ctrl-C then raises
+        # NOTE: add_signal_handler is missing on Windows. There Ctrl-C raises
         # KeyboardInterrupt, which the callers turn into exit status 130.
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal_number, stop.set)
@@ -140,7 +140,7 @@ async def _run_until_signal(start: Callable[[asyncio.Event], Awaitable[T]]) -> T
 
 
 def agent_main(argv: list[str] | None = None) -> int:
-    """Run ``ec-agent``; return 0 if the tunnel came up, else 1."""
+    """Run ``ec-agent`` and return 0 if the tunnel came up, else 1."""
     parser = argparse.ArgumentParser(
         prog="ec-agent",
         description="Run one simulated Edge Controller: look up its Director, onboard, "
@@ -176,8 +176,11 @@ def agent_main(argv: list[str] | None = None) -> int:
 
 
 def _raise_open_file_limit(needed: int) -> None:
-    """Raise the soft limit on open files towards ``needed``, because every agent keeps
-    a tunnel socket open; the hard limit set by the administrator still applies."""
+    """Raise the soft limit on open files towards ``needed``.
+
+    Every agent keeps a tunnel socket open. The hard limit set by the
+    administrator still applies, and a warning says when it is too low.
+    """
     try:
         import resource
     except ImportError:
@@ -198,7 +201,7 @@ def _raise_open_file_limit(needed: int) -> None:
 
 
 def fleet_main(argv: list[str] | None = None) -> int:
-    """Run ``ec-fleet``; return 0 only if every agent's tunnel came up."""
+    """Run ``ec-fleet`` and return 0 only if every agent's tunnel came up."""
     parser = argparse.ArgumentParser(
         prog="ec-fleet",
         description="Run one simulated Edge Controller per subfolder of STATE_PARENT that "

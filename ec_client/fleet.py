@@ -38,10 +38,11 @@ async def run_fleet_async(
 ) -> list[AgentResult]:
     """Run one agent per state folder and return their results in the same order.
 
-    ``concurrency`` bounds the HTTP connections open at once across the fleet
-    (one shared connector pool; requests beyond it wait their turn) and the
-    tunnel handshakes in progress at once. Open tunnels do not count, so every
-    agent can keep its tunnel. No agent gets a thread of its own.
+    ``concurrency`` bounds the HTTP connections open at once across the fleet,
+    because all agents share one connector pool, and requests beyond it wait
+    their turn. It also bounds the tunnel handshakes in progress at once. Open
+    tunnels do not count, so every agent can keep its tunnel. No agent gets a
+    thread of its own.
     """
     if concurrency < 1:
         raise ValueError(f"invalid concurrency {concurrency}: must be at least 1")
@@ -88,7 +89,7 @@ def run_fleet(
     options: AgentOptions,
     concurrency: int = DEFAULT_CONCURRENCY,
 ) -> list[AgentResult]:
-    """Run :func:`run_fleet_async` on a new event loop; call it from synchronous code only."""
+    """Run :func:`run_fleet_async` on a new event loop, so call it only from synchronous code."""
     return asyncio.run(run_fleet_async(state_dirs, options, concurrency))
 
 

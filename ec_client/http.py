@@ -30,7 +30,7 @@ MAX_RETRY_AFTER = 3600.0
 
 @dataclass(frozen=True)
 class ResolveRule:
-    """One ``HOST:PORT:ADDRESS`` override; HOST may be ``*.suffix`` or ``*``."""
+    """One ``HOST:PORT:ADDRESS`` override. HOST may also be ``*.suffix`` or ``*``."""
 
     host: str
     port: int
@@ -84,7 +84,7 @@ def parse_resolve_rule(text: str) -> ResolveRule:
 
 
 class ResolveOverrides:
-    """Ordered override rules; exact host rules win over wildcard rules."""
+    """Override rules in match order: exact hosts first, then wildcards, longest first."""
 
     def __init__(self, rules: list[ResolveRule] | None = None) -> None:
         rules = list(rules or [])
@@ -199,7 +199,7 @@ class Backoff:
 
     def retry_after_delay(self, retry_after: float) -> float:
         """Return the server's Retry-After plus up to 10 % (at least 1 s) of jitter, so that
-        devices told the same value do not come back in the same second."""
+        devices given the same value do not come back in the same second."""
         retry_after = min(max(retry_after, 0.0), MAX_RETRY_AFTER)
         return retry_after + self._rng.uniform(0.0, max(1.0, retry_after * 0.1))
 
@@ -230,7 +230,7 @@ def parse_retry_after(value: str | None) -> float | None:
 
 @dataclass
 class ApiResponse:
-    """An HTTP response with its JSON body; ``code`` and ``detail`` come from error bodies."""
+    """HTTP response with its JSON body. ``code`` and ``detail`` come from error bodies."""
 
     status: int
     body: dict[str, Any]
@@ -301,7 +301,7 @@ class RepeatLimitedLog:
     """Log a repeated retry error once per ``period`` seconds and count the rest.
 
     Errors are identified by ``key``. A different key is logged at once, so a
-    change of error is never hidden; the next log of a key reports how many
+    change of error is never hidden. The next log of a key reports how many
     repeats were suppressed since its previous log.
     """
 

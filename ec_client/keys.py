@@ -32,7 +32,7 @@ PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
 class CertificateRejected(Exception):
-    """The issued certificate or its chain failed a check; the message says which."""
+    """The issued certificate or its chain failed a check, named in the message."""
 
 
 def generate_key(key_type: str) -> PrivateKey:
@@ -148,12 +148,15 @@ def verify_certificate(
     product_id: str,
     now: datetime | None = None,
 ) -> VerifiedCertificate:
-    """Check an issued certificate and its CA chain; raise CertificateRejected on failure.
+    """Check an issued certificate and its CA chain, and raise CertificateRejected on failure.
 
-    Checks that the leaf's public key is ``key``'s, that its subject CN is exactly
-    ``product_id``, that each certificate is signed by the next one (the chain is
-    the issuing CA, then the root CA), that every issuer is a CA, that all of them
-    are valid at ``now``, and that the last one is self-signed.
+    The chain is the issuing CA, then the root CA. The checks:
+
+    - the leaf's public key is the public key of ``key``;
+    - the leaf's subject CN is exactly ``product_id``;
+    - each certificate is signed by the next one, and every issuer is a CA;
+    - all certificates are valid at ``now`` (notBefore allows CLOCK_SKEW);
+    - the last certificate is self-signed.
     """
     if isinstance(certificate_pem, str):
         certificate_pem = certificate_pem.encode()

@@ -114,7 +114,7 @@ def write_device(
     access_key: str,
     facts: dict[str, Any],
 ) -> Path:
-    """Create ``state_dir`` if needed and write its ``device.json``; return that path.
+    """Create ``state_dir`` if needed, write its ``device.json`` and return that path.
 
     The file contains the provisioning access key, so it is written with mode 0600.
     """
@@ -139,7 +139,7 @@ def write_device(
 
 
 def load_device(state_dir: Path) -> DeviceConfig:
-    """Read and validate ``device.json``; raise StateError naming the bad field."""
+    """Read and validate ``device.json``, raising StateError that names the bad field."""
     path = state_dir / DEVICE_FILE
     try:
         document = json.loads(path.read_text())
@@ -174,7 +174,7 @@ def load_device(state_dir: Path) -> DeviceConfig:
 
 @dataclass
 class AgentState:
-    """Progress stored in ``state.json``; secrets in it are never logged."""
+    """Agent progress stored in ``state.json``, including secrets that are never logged."""
 
     phase: str = "new"
     director_url: str | None = None

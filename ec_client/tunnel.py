@@ -52,7 +52,7 @@ HELLO_TIMEOUT = 30.0
 
 
 class TunnelClosed(Exception):
-    """One tunnel connection ended; the message says why."""
+    """A tunnel connection ended, for the reason in the message."""
 
 
 class CertificateExpired(Exception):
@@ -358,7 +358,7 @@ class TunnelClient:
             await writer.drain()
 
     async def _receive(self, reader: asyncio.StreamReader, timeout: float) -> dict[str, Any]:
-        """Read one message; raise TunnelClosed on EOF, a silent server, bad JSON or a long line."""
+        """Read one message, raising TunnelClosed on EOF, silence, bad JSON or a long line."""
         try:
             line = await asyncio.wait_for(reader.readline(), timeout=timeout)
         except TimeoutError:

@@ -49,7 +49,9 @@ class ThrowawayPki:
     def __init__(self) -> None:
         now = datetime.now(UTC)
         self.root_key = ec.generate_private_key(ec.SECP256R1())
-        self.root = self._ca(_name("Test Root CA"), self.root_key, self.root_key, _name("Test Root CA"), now)
+        self.root = self._ca(
+            _name("Test Root CA"), self.root_key, self.root_key, _name("Test Root CA"), now
+        )
         self.issuing_key = ec.generate_private_key(ec.SECP256R1())
         self.issuing = self._ca(
             _name("Test Issuing CA"), self.issuing_key, self.root_key, self.root.subject, now
@@ -150,10 +152,10 @@ class OnboardRequest:
 
 
 class FakeZtsp:
-    """Provision Server, Director and tunnel server with scripted answers.
+    """Provision Server, Director and tunnel server with scripted responses.
 
     Scripts are lists of ``(status, body, headers)`` tuples consumed in order;
-    once a script is empty the normal answer applies. Every request is logged
+    once a script is empty the normal response applies. Every request is logged
     in ``calls`` as ``(endpoint, monotonic time, Host header)``.
     """
 
@@ -305,7 +307,7 @@ class FakeZtsp:
             return self._error(401, "invalid_poll_token", "poll token not valid")
         onboard.polls += 1
 
-        # Long-poll: answer as soon as the decision is due, or after ``wait``.
+        # Long-poll: respond as soon as the decision is due, or after ``wait``.
         wait = min(float(request.query.get("wait", "0")), 60.0)
         ready_at = onboard.created + self.issue_after
         remaining = ready_at - time.monotonic()
@@ -338,7 +340,12 @@ class FakeZtsp:
                 return
             peer = writer.get_extra_info("peercert") or {}
             common_name = next(
-                (value for rdn in peer.get("subject", ()) for key, value in rdn if key == "commonName"),
+                (
+                    value
+                    for rdn in peer.get("subject", ())
+                    for key, value in rdn
+                    if key == "commonName"
+                ),
                 None,
             )
             session = TunnelSession(hello=json.loads(line), peer_common_name=common_name)
@@ -381,7 +388,7 @@ class FakeZtsp:
 
 
 def make_device(state_dir: Path, ztsp: FakeZtsp, number: int = 1) -> Path:
-    """Write device.json for test EC ``number`` pointing at ``ztsp``; return the folder."""
+    """Write device.json for test EC ``number`` pointing at ``ztsp`` and return the folder."""
     product_id = f"EC100:00000000-0000-4000-8000-{number:012d}"
     write_device(
         state_dir,

@@ -3,8 +3,8 @@ import json
 import stat
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from ec_client.agent import run_agent
 
@@ -32,7 +32,12 @@ def test_agent_reaches_tunnel_up(pki, tmp_path):
     assert result.phase == "tunnel_up", result.error
     assert result.error is None
     assert result.director_url == f"http://{TENANT}.localhost:{ztsp.http_port}"
-    assert list(result.seconds_to_phase) == ["looked_up", "onboard_requested", "issued", "tunnel_up"]
+    assert list(result.seconds_to_phase) == [
+        "looked_up",
+        "onboard_requested",
+        "issued",
+        "tunnel_up",
+    ]
     certificate = x509.load_pem_x509_certificate((folder / "cert.pem").read_bytes())
     assert result.cert_serial == format(certificate.serial_number, "x")
     assert _state(folder)["phase"] == "tunnel_up"
@@ -156,7 +161,9 @@ def test_resume_polls_stored_request(pki, tmp_path):
         async with FakeZtsp(pki) as ztsp:
             ztsp.issue_after = 3600
             make_device(folder, ztsp)
-            first = await run_agent(folder, fast_options(ztsp, wait_seconds=0, deadline_seconds=1.0))
+            first = await run_agent(
+                folder, fast_options(ztsp, wait_seconds=0, deadline_seconds=1.0)
+            )
             counts = (ztsp.count("lookup"), ztsp.count("onboard"))
 
             ztsp.issue_after = 0

@@ -67,8 +67,14 @@ def test_agent_cli_hold_exits_zero(pki, tmp_path):
         async with FakeZtsp(pki) as ztsp:
             make_device(folder, ztsp)
             process = await _start_cli(
-                "agent_main", str(folder), *_resolve_arguments(ztsp), "--hold", "0.2",
-                "--deadline", "20", "--json",
+                "agent_main",
+                str(folder),
+                *_resolve_arguments(ztsp),
+                "--hold",
+                "0.2",
+                "--deadline",
+                "20",
+                "--json",
             )
             stdout, stderr = await process.communicate()
             return process.returncode, stdout, stderr
@@ -133,9 +139,19 @@ def test_fleet_cli_writes_json_report(pki, tmp_path):
             for number in range(4):
                 make_device(tmp_path / "fleet" / f"ec{number}", ztsp, number)
             process = await _start_cli(
-                "fleet_main", str(tmp_path / "fleet"), "--count", "3", "--concurrency", "2",
-                *_resolve_arguments(ztsp), "--hold", "0.2", "--deadline", "20",
-                "--json-report", str(report),
+                "fleet_main",
+                str(tmp_path / "fleet"),
+                "--count",
+                "3",
+                "--concurrency",
+                "2",
+                *_resolve_arguments(ztsp),
+                "--hold",
+                "0.2",
+                "--deadline",
+                "20",
+                "--json-report",
+                str(report),
             )
             stdout, stderr = await process.communicate()
             return process.returncode, stdout, stderr

@@ -81,7 +81,7 @@ def test_verify_rejects_mismatched_key(pki, tmp_path):
     other = ec.generate_private_key(ec.SECP256R1())
     leaf = _pem(pki.issue(other.public_key(), PRODUCT_ID))
 
-    with pytest.raises(CertificateRejected, match="does not match key.pem"):
+    with pytest.raises(CertificateRejected, match=r"does not match key\.pem"):
         verify_certificate(leaf, pki.chain_pem, key, PRODUCT_ID)
 
 
@@ -163,4 +163,3 @@ def test_load_state_survives_corrupt_file(tmp_path):
 
     assert state.phase == "new"
     assert "fresh state" in state.last_error
-
