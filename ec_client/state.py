@@ -220,11 +220,17 @@ def load_state(state_dir: Path) -> AgentState:
 
     known = {item.name for item in fields(AgentState)}
     state = AgentState(**{key: value for key, value in document.items() if key in known})
+    # A hand-edited file may hold other types; a dropped value is fetched again.
+    for name in ("director_url", "tenant_access_key", "request_id", "poll_token", "tunnel_host"):
+        if not isinstance(getattr(state, name), str | None):
+            setattr(state, name, None)
+    if not isinstance(state.last_error, str | None):
+        state.last_error = str(state.last_error)
     if state.phase not in (*PHASES, PHASE_REJECTED, PHASE_FAILED):
         state.phase = "new"
     if not isinstance(state.phase_times, dict):
         state.phase_times = {}
-    if state.tunnel_port is not None and not isinstance(state.tunnel_port, int):
+    if isinstance(state.tunnel_port, bool) or not isinstance(state.tunnel_port, int | None):
         state.tunnel_port = None
     return state
 

@@ -272,6 +272,11 @@ class TunnelClient:
             self.on_connected(hello)
 
         heartbeat = asyncio.create_task(self._send_heartbeats(writer, interval))
+        # A failed heartbeat write closes the connection, so the read below ends
+        # at once instead of waiting for the idle timeout.
+        heartbeat.add_done_callback(
+            lambda task: writer.close() if not task.cancelled() and task.exception() else None
+        )
         try:
             idle_timeout = interval * MISSED_HEARTBEATS + 5.0
             while True:

@@ -90,7 +90,7 @@ def create_hosted_tenant(*, name: str, schema_name: str, domain: str, actor: Act
         schema_name=schema_name, name=name.strip(), owner_msp=owner_msp,
         access_key_id=new_key.key_id, access_key_hash=new_key.key_hash,
     )
-    tenant.save()
+    tenant.save(verbosity=0)
     try:
         with transaction.atomic():
             Domain.objects.create(domain=domain, tenant=tenant, is_primary=True)

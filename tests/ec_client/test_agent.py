@@ -1,6 +1,7 @@
 import asyncio
 import json
 import stat
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -176,6 +177,48 @@ def test_resume_polls_stored_request(pki, tmp_path):
     assert second.phase == "tunnel_up", second.error
     assert (ztsp.count("lookup"), ztsp.count("onboard")) == counts
     assert second.request_id == first.request_id
+
+
+def test_restart_with_expired_certificate_onboards_again(pki, tmp_path):
+    folder = tmp_path / "ec1"
+
+    async def scenario():
+        async with FakeZtsp(pki) as ztsp:
+            make_device(folder, ztsp)
+            first = await run_agent(folder, fast_options(ztsp))
+            key = serialization.load_pem_private_key((folder / "key.pem").read_bytes(), None)
+            expired = datetime.now(UTC) - timedelta(seconds=1)
+            product_id = first.product_id
+            (folder / "cert.pem").write_text(
+                _pem(pki.issue(key.public_key(), product_id, not_after=expired))
+            )
+            second = await run_agent(folder, fast_options(ztsp))
+            return ztsp, first, second
+
+    ztsp, first, second = asyncio.run(scenario())
+
+    assert second.phase == "tunnel_up", second.error
+    assert second.request_id != first.request_id
+    assert second.cert_serial != first.cert_serial
+    assert len(ztsp.requests) == 2
+
+
+def test_rejected_with_keep_retrying_onboards_again(pki, tmp_path):
+    folder = tmp_path / "ec1"
+
+    async def scenario():
+        async with FakeZtsp(pki) as ztsp:
+            ztsp.decision = "rejected"
+            make_device(folder, ztsp)
+            options = fast_options(ztsp, keep_retrying=True, deadline_seconds=1.5)
+            return ztsp, await run_agent(folder, options)
+
+    ztsp, result = asyncio.run(scenario())
+
+    assert result.phase == "onboard_requested"
+    assert "rejected by a test" in result.error
+    assert ztsp.count("onboard") >= 2
+    assert len(ztsp.requests) >= 2
 
 
 def test_mismatched_certificate_rejected(pki, tmp_path):

@@ -1,0 +1,2 @@
+def test_smoke(world):
+    assert world.a.msp.slug == "msp-a"
