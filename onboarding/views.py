@@ -9,6 +9,7 @@ from django.db import connection
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import authentication, generics, permissions
+from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -153,12 +154,27 @@ def tenant_actor(request) -> Actor:
     return Actor.for_user(request.user, client_address(request))
 
 
+class NewestFirstPagination(CursorPagination):
+    ordering = "-created_at"
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+class ProductIdPagination(CursorPagination):
+    ordering = "product_id"
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
 class OnboardRequestListView(generics.ListAPIView):
     """Onboard requests of this tenant, newest first; ``?status=pending`` filters."""
 
     authentication_classes = TENANT_ADMIN_AUTHENTICATION
     permission_classes = [IsTenantAdmin]
     serializer_class = s.OnboardRequestSerializer
+    pagination_class = NewestFirstPagination
 
     def get_queryset(self):
         queryset = OnboardRequest.objects.all()
@@ -172,7 +188,8 @@ class EdgeControllerListView(generics.ListAPIView):
     authentication_classes = TENANT_ADMIN_AUTHENTICATION
     permission_classes = [IsTenantAdmin]
     serializer_class = s.EdgeControllerSerializer
-    queryset = EdgeController.objects.prefetch_related("tags").order_by("product_id")
+    pagination_class = ProductIdPagination
+    queryset = EdgeController.objects.prefetch_related("tags")
 
 
 def _request_or_404(request_id) -> OnboardRequest:

@@ -100,7 +100,7 @@ def approve_and_issue(schema: str, request_id: str, *, tags=()):
 
 
 def row_counts(schema: str) -> dict:
-    """Count the rows an onboard request can write: its own, its EC's and audit events."""
+    """Count the tenant's onboarding, certificate and audit rows, to show what a request wrote."""
     from audit.models import AuditEvent
     from onboarding.models import EdgeController, OnboardRequest, Tag
     from pki.models import IssuedCertificate
@@ -111,7 +111,7 @@ def row_counts(schema: str) -> dict:
             "edge_controllers": EdgeController.objects.count(),
             "tags": Tag.objects.count(),
             "certificates": IssuedCertificate.objects.count(),
-            "audit_events": AuditEvent.objects.count(),
+            "audit_events": AuditEvent.objects.filter(tenant_schema=schema).count(),
         }
 
 

@@ -1,2 +1,0 @@
-def test_smoke(world):
-    assert world.a.msp.slug == "msp-a"
