@@ -18,6 +18,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -155,8 +156,7 @@ def ensure_service_urls() -> None:
 
 
 def stop_embedded_services(folder: Path | None = None) -> None:
-    """Stop the embedded servers of ``folder`` if they run."""
-    import pgserver
+    """Stop the embedded servers of ``folder`` if they run, and wait until they have."""
     import redis
 
     base = folder or data_dir()
@@ -166,7 +166,17 @@ def stop_embedded_services(folder: Path | None = None) -> None:
             redis.Redis(unix_socket_path=str(socket_path)).shutdown(nosave=True)
         except redis.ConnectionError:
             pass  # The server closes the connection while it shuts down.
-    pgdata = base / "postgres"
-    if (pgdata / "postmaster.pid").exists():
-        server = pgserver.get_server(pgdata, cleanup_mode="stop")
-        server.cleanup()
+
+    pid_file = base / "postgres" / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    try:
+        # SIGINT is PostgreSQL's "fast" shutdown: sessions are ended, data is kept.
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 30
+    while pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
