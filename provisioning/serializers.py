@@ -1,4 +1,9 @@
+import json
+
 from rest_framework import serializers
+
+MAX_FACTS = 50
+MAX_FACTS_BYTES = 4096
 
 
 class FactsField(serializers.DictField):
@@ -6,8 +11,11 @@ class FactsField(serializers.DictField):
 
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
-        if len(value) > 50:
-            raise serializers.ValidationError("At most 50 facts are accepted.")
+        if len(value) > MAX_FACTS:
+            raise serializers.ValidationError(f"At most {MAX_FACTS} facts are accepted; {len(value)} were sent.")
+        size = len(json.dumps(value, separators=(",", ":")).encode())
+        if size > MAX_FACTS_BYTES:
+            raise serializers.ValidationError(f"Facts take {size} bytes as JSON; send at most {MAX_FACTS_BYTES}.")
         return value
 
 

@@ -1,12 +1,21 @@
 """Throttles of the ZTP lookup: per access key, per Product ID and per client address."""
 
+from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
 from common.http import bearer_token, client_address
 from common.tokens import hash_secret
+from provisioning.product_ids import InvalidProductId, normalize_product_id
 
 
-class AccessKeyThrottle(SimpleRateThrottle):
+class _SettingsRateThrottle(SimpleRateThrottle):
+    def get_rate(self):
+        # DRF copies the rates once at import; reading them per request lets
+        # settings changes (and tests) take effect.
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+
+
+class AccessKeyThrottle(_SettingsRateThrottle):
     scope = "ztp_access_key"
 
     def get_cache_key(self, request, view):
@@ -15,16 +24,23 @@ class AccessKeyThrottle(SimpleRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": hash_secret(token)[:32]} if token else None
 
 
-class ProductThrottle(SimpleRateThrottle):
+class ProductThrottle(_SettingsRateThrottle):
+    """Counts lookups per product; checked only after the access key passed,
+    so a caller without a valid key cannot use up a device's allowance."""
+
     scope = "ztp_product"
 
     def get_cache_key(self, request, view):
         data = request.data if isinstance(request.data, dict) else {}
-        product_id = str(data.get("product_id", "")).strip().lower()[:128]
-        return self.cache_format % {"scope": self.scope, "ident": product_id} if product_id else None
+        raw = str(data.get("product_id", ""))[:200]
+        try:
+            ident = normalize_product_id(raw)
+        except InvalidProductId:
+            ident = raw.strip().lower()
+        return self.cache_format % {"scope": self.scope, "ident": ident} if ident else None
 
 
-class ClientAddressThrottle(SimpleRateThrottle):
+class ClientAddressThrottle(_SettingsRateThrottle):
     scope = "ztp_client"
 
     def get_cache_key(self, request, view):

@@ -31,7 +31,7 @@ class ZtpLookupView(APIView):
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
-    throttle_classes = [ClientAddressThrottle, AccessKeyThrottle, ProductThrottle]
+    throttle_classes = [ClientAddressThrottle, AccessKeyThrottle]
 
     @extend_schema(
         operation_id="ztp_lookup",
@@ -57,6 +57,10 @@ class ZtpLookupView(APIView):
         except AccessKeyRejected as error:
             raise ApiError(401, f"access_key_{error.reason}", ACCESS_KEY_DETAILS[error.reason],
                            headers={"WWW-Authenticate": 'Bearer realm="ztp"'}) from error
+
+        product_throttle = ProductThrottle()
+        if not product_throttle.allow_request(request, self):
+            self.throttled(request, product_throttle.wait())
 
         serializer = LookupRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

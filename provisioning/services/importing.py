@@ -17,7 +17,9 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import logging
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -34,6 +36,9 @@ logger = logging.getLogger(__name__)
 BATCH_SIZE = 5000
 HEADER_NAMES = {"product_id", "productid", "product id"}
 MAX_FIELD_CHARS = 1024
+# The csv module rejects a longer field as a whole-file error; up to this
+# size a too-long value is instead rejected as one bad row.
+MAX_CSV_FIELD_CHARS = 1024 * 1024
 
 
 class ImportFileError(Exception):
@@ -64,17 +69,37 @@ class ImportReport:
         )
 
 
-def _open_text(stream: BinaryIO) -> io.TextIOWrapper:
+def _decoded_lines(stream: BinaryIO) -> Iterator[str]:
+    """Yield the text lines of ``stream``, each with its line end.
+
+    UTF-8 is decoded line by line, so a decoding error names the line that
+    holds the bad byte. UTF-16 needs its byte order mark and is decoded by
+    the codec as a whole.
+    """
     head = stream.read(4)
-    if head.startswith(codecs.BOM_UTF8):
-        encoding, skip = "utf-8", len(codecs.BOM_UTF8)
-    elif head.startswith(codecs.BOM_UTF16_LE) or head.startswith(codecs.BOM_UTF16_BE):
+    if head.startswith(codecs.BOM_UTF16_LE) or head.startswith(codecs.BOM_UTF16_BE):
         # The utf-16 codec reads the byte order mark itself.
-        encoding, skip = "utf-16", 0
-    else:
-        encoding, skip = "utf-8", 0
-    rest = io.BufferedReader(_Prefixed(head[skip:], stream))
-    return io.TextIOWrapper(rest, encoding=encoding, newline="")
+        text = io.TextIOWrapper(io.BufferedReader(_Prefixed(head, stream)), encoding="utf-16", newline="")
+        number = 0
+        try:
+            for number, line in enumerate(text, start=1):  # noqa: B007 - used in the error below
+                yield line
+        except UnicodeDecodeError as error:
+            raise ImportFileError(f"line {number + 1} is not valid UTF-16: {error.reason}") from error
+        return
+
+    skip = len(codecs.BOM_UTF8) if head.startswith(codecs.BOM_UTF8) else 0
+    raw = io.BufferedReader(_Prefixed(head[skip:], stream))
+    # A newline byte never occurs inside a UTF-8 multi-byte sequence, so
+    # splitting the bytes on it first is safe.
+    for number, raw_line in enumerate(raw, start=1):
+        try:
+            yield raw_line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ImportFileError(
+                f"line {number} is not valid UTF-8 (byte {error.start + 1} of the line); "
+                "save the file as UTF-8 or UTF-16 with a byte order mark"
+            ) from error
 
 
 class _Prefixed(io.RawIOBase):
@@ -98,39 +123,31 @@ class _Prefixed(io.RawIOBase):
         return len(chunk)
 
 
-def _sniff_delimiter(first_line: str) -> str:
-    counts = {delimiter: first_line.count(delimiter) for delimiter in (",", ";", "\t")}
+def _sniff_delimiter(line: str) -> str:
+    counts = {delimiter: line.count(delimiter) for delimiter in (",", ";", "\t")}
     best = max(counts, key=counts.get)
     return best if counts[best] else ","
 
 
-def _rows(text: io.TextIOWrapper) -> Iterator[tuple[int, list[str]]]:
+def _rows(lines: Iterator[str]) -> Iterator[tuple[int, list[str]]]:
     """Yield (line number, cells) for each row; line numbers count physical lines from 1."""
-    try:
-        first = text.readline()
-    except UnicodeDecodeError as error:
-        raise ImportFileError(f"line 1 is not valid {text.encoding}: {error.reason}; save the file as UTF-8") from error
-    delimiter = _sniff_delimiter(first)
-    csv.field_size_limit(MAX_FIELD_CHARS * 4)
-    reader = csv.reader(_chain_first(first, text), delimiter=delimiter)
+    # The delimiter is guessed from the first line that has any content.
+    leading: list[str] = []
+    for line in lines:
+        leading.append(line)
+        if line.strip():
+            break
+    delimiter = _sniff_delimiter(leading[-1]) if leading else ","
+    csv.field_size_limit(MAX_CSV_FIELD_CHARS)
+    reader = csv.reader(itertools.chain(leading, lines), delimiter=delimiter)
     while True:
         try:
             cells = next(reader)
         except StopIteration:
             return
-        except UnicodeDecodeError as error:
-            raise ImportFileError(
-                f"line {reader.line_num + 1} is not valid {text.encoding}: {error.reason}; save the file as UTF-8"
-            ) from error
         except csv.Error as error:
             raise ImportFileError(f"line {reader.line_num}: {error}") from error
         yield reader.line_num, cells
-
-
-def _chain_first(first: str, text: io.TextIOWrapper) -> Iterator[str]:
-    if first:
-        yield first
-    yield from text
 
 
 class ProductIdColumn:
@@ -141,13 +158,13 @@ class ProductIdColumn:
     """
 
     def __init__(self, stream: BinaryIO):
-        self._text = _open_text(stream)
+        self._lines = _decoded_lines(stream)
         self.blank_lines = 0
 
     def __iter__(self) -> Iterator[tuple[int, str]]:
         column = 0
         header_seen = False
-        for line, cells in _rows(self._text):
+        for line, cells in _rows(self._lines):
             if not any(cell.strip() for cell in cells):
                 self.blank_lines += 1
                 continue
@@ -170,7 +187,8 @@ def import_products(stream: BinaryIO, *, actor: Actor, dry_run: bool = False,
     """
     report = ImportReport(dry_run=dry_run)
     cells = ProductIdColumn(stream)
-    first_line_by_id: dict[str, int] = {}
+    # UUID -> (first line, model number): a UUID names one device whatever its model.
+    first_seen: dict[uuid.UUID, tuple[int, str]] = {}
     batch: list[tuple[int, str, ProductId]] = []
 
     with transaction.atomic():
@@ -185,13 +203,14 @@ def import_products(stream: BinaryIO, *, actor: Actor, dry_run: bool = False,
                 report.rejected.append(RejectedRow(line, raw.strip(), error.reason))
                 continue
 
-            canonical = str(product_id)
-            if canonical in first_line_by_id:
-                report.rejected.append(
-                    RejectedRow(line, raw.strip(), f"duplicate of line {first_line_by_id[canonical]}")
-                )
+            earlier = first_seen.get(product_id.uuid)
+            if earlier is not None:
+                first_line, model = earlier
+                reason = (f"duplicate of line {first_line}" if model == product_id.model_number
+                          else f"UUID already used with model {model} on line {first_line}")
+                report.rejected.append(RejectedRow(line, raw.strip(), reason))
                 continue
-            first_line_by_id[canonical] = line
+            first_seen[product_id.uuid] = (line, product_id.model_number)
             batch.append((line, raw.strip(), product_id))
             if len(batch) >= batch_size:
                 _write_batch(batch, report)
@@ -240,5 +259,6 @@ def _write_batch(batch: list[tuple[int, str, ProductId]], report: ImportReport) 
                 RejectedRow(line, raw, f"UUID already registered with model {known_model}; fix the model number")
             )
     # ignore_conflicts: a concurrent import of the same IDs must not fail this one.
+    # NOTE: such a concurrent insert is still counted as inserted here.
     Product.objects.bulk_create(new_rows, ignore_conflicts=True)
     report.inserted += len(new_rows)

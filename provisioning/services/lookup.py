@@ -19,7 +19,6 @@ logger = logging.getLogger(__name__)
 # A lookup refreshes the product's last-seen fields at most this often, so a
 # device retrying every few seconds does not turn into a write per request.
 LAST_SEEN_WRITE_INTERVAL = timedelta(seconds=60)
-MAX_FACTS_BYTES = 4096
 
 
 class LookupFailed(Exception):

@@ -23,7 +23,7 @@ def import_csv(data: bytes, **options):
 
 
 def imported_product(model: str = "EC100") -> str:
-    """Import one new product that no MSP has claimed; return its Product ID."""
+    """Import one new product that no MSP has claimed, and return its Product ID."""
     product_id = new_product_id(model)
     report = import_csv(csv_bytes(product_id))
     assert report.inserted == 1, report.summary()
