@@ -7,7 +7,9 @@ from audit.models import AuditEvent
 class AuditEventAdmin(admin.ModelAdmin):
     """Read-only view of the audit log: events are evidence and never edited."""
 
-    list_display = ["at", "actor_type", "actor", "action", "object_type", "object_id", "tenant_schema", "source_address"]
+    list_display = [
+        "at", "actor_type", "actor", "action", "object_type", "object_id", "tenant_schema", "source_address",
+    ]
     list_filter = ["action", "actor_type"]
     search_fields = ["=object_id", "=actor", "=tenant_schema"]
     date_hierarchy = "at"

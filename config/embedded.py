@@ -67,9 +67,8 @@ def ensure_postgres(folder: Path | None = None) -> str:
     pgdata = (folder or data_dir()) / "postgres"
     with _start_lock("postgres"):
         server = pgserver.get_server(pgdata, cleanup_mode=None)
-        exists = server.psql(
-            f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';"
-        )
+        # DATABASE_NAME is a constant of this module, not input.
+        exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")  # noqa: S608
         if "1 row" not in exists:
             server.psql(f"CREATE DATABASE {DATABASE_NAME};")
         socket_dir = server.get_postmaster_info().socket_dir

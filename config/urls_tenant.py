@@ -9,7 +9,8 @@ from onboarding.urls import api_urlpatterns
 
 urlpatterns = []
 if settings.DIRECTOR_ROLE:
-    urlpatterns += api_urlpatterns + [
+    urlpatterns += [
+        *api_urlpatterns,
         path("", pages.dashboard, name="dashboard"),
         path("requests/<uuid:request_id>/<str:decision>", pages.decide, name="decide"),
         path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

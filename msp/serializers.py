@@ -42,7 +42,13 @@ class ProductSerializer(serializers.ModelSerializer):
         return "looked_up" if product.last_lookup_at else "never_seen"
 
 
+class ApiTokenRequestSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100, required=False, default="api", allow_blank=True)
+
+
 class TenantRegistrationSerializer(serializers.ModelSerializer):
+    # A plain string: normalize_management_url is the one validator, with its own error code.
+    management_url = serializers.CharField(max_length=255)
     access_key = serializers.CharField(write_only=True, min_length=20, max_length=512,
                                        help_text="The tenant access key; stored encrypted and never shown again.")
 
@@ -50,7 +56,7 @@ class TenantRegistrationSerializer(serializers.ModelSerializer):
         model = TenantRegistration
         fields = ["id", "name", "management_url", "access_key", "created_at", "updated_at"]
         read_only_fields = ["id", "created_at", "updated_at"]
-        extra_kwargs = {"management_url": {"validators": []}, "name": {"max_length": 200}}
+        extra_kwargs = {"name": {"max_length": 200}}
 
 
 class TenantRegistrationKeySerializer(serializers.Serializer):

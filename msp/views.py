@@ -10,6 +10,7 @@ import io
 import logging
 
 from django.conf import settings
+from django.db.models import Q
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import authentication, generics, parsers, status
 from rest_framework.pagination import CursorPagination
@@ -173,6 +174,11 @@ class TenantRegistrationDetailView(MSPView):
         return Response(s.TenantRegistrationSerializer(registration).data)
 
 
+def _tenant_error(error) -> ApiError:
+    extra = {"errors": {error.field: [error.detail]}} if error.field else {}
+    return ApiError(409 if error.code.startswith("duplicate") else 400, error.code, error.detail, extra=extra)
+
+
 class HostedTenantView(MSPView):
     """Create a Director tenant hosted by this deployment (schema, domain, access key, issuing CA)."""
 
@@ -181,7 +187,13 @@ class HostedTenantView(MSPView):
     @extend_schema(request=s.HostedTenantSerializer, responses={201: OpenApiResponse(description="Created")},
                    tags=["MSP API"])
     def post(self, request):
-        from tenants.services import TenantRejected, create_hosted_tenant, create_tenant_admin, management_url_for
+        from tenants.services import (
+            TenantRejected,
+            create_hosted_tenant,
+            create_tenant_admin,
+            management_url_for,
+            validate_new_tenant,
+        )
 
         if not settings.DIRECTOR_ROLE:
             raise ApiError(404, "director_role_disabled",
@@ -191,19 +203,29 @@ class HostedTenantView(MSPView):
         data = serializer.validated_data
         msp = msp_of(request)
         actor = actor_of(request)
+        url = management_url_for(data["domain"].strip().lower())
+        try:
+            validate_new_tenant(data["schema_name"].strip().lower(), data["domain"].strip().lower())
+        except TenantRejected as error:
+            raise _tenant_error(error) from error
+        if data["register"] and TenantRegistration.objects.filter(
+            Q(msp=msp, name=data["name"].strip()) | Q(management_url=url)
+        ).exists():
+            # Checked before the schema exists: afterwards the access key,
+            # shown only once, would be lost with the failed registration.
+            raise ApiError(409, "duplicate_registration",
+                           f"A tenant registration named {data['name']!r} or at {url} already exists; "
+                           "pick another name or domain.")
         try:
             tenant, access_key = create_hosted_tenant(
                 name=data["name"], schema_name=data["schema_name"], domain=data["domain"], actor=actor,
                 owner_msp=msp,
             )
         except TenantRejected as error:
-            extra = {"errors": {error.field: [error.detail]}} if error.field else {}
-            raise ApiError(409 if error.code.startswith("duplicate") else 400, error.code, error.detail,
-                           extra=extra) from error
+            raise _tenant_error(error) from error
         if data.get("admin_username") and data.get("admin_password"):
             create_tenant_admin(tenant, data["admin_username"], data["admin_password"], actor=actor)
 
-        url = management_url_for(tenant.get_primary_domain().domain)
         body = {"schema_name": tenant.schema_name, "domain": data["domain"].lower(), "management_url": url,
                 "access_key": access_key, "tenant_registration": None}
         if data["register"]:
@@ -219,9 +241,12 @@ class ApiTokenView(APIView):
     authentication_classes = [authentication.SessionAuthentication, authentication.BasicAuthentication]
     permission_classes = [IsMSP]
 
-    @extend_schema(request=None, responses={201: OpenApiResponse(description="Token created")}, tags=["MSP API"])
+    @extend_schema(request=s.ApiTokenRequestSerializer, responses={201: OpenApiResponse(description="Token created")},
+                   tags=["MSP API"])
     def post(self, request):
-        name = str(request.data.get("name", "api")).strip()[:100] or "api"
+        serializer = s.ApiTokenRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        name = serializer.validated_data["name"].strip() or "api"
         token, plaintext = accounts.create_api_token(msp_of(request), name, actor=actor_of(request))
         return Response({"key_id": token.key_id, "name": token.name, "token": plaintext},
                         status=status.HTTP_201_CREATED)
@@ -239,7 +264,13 @@ class VendorMSPListView(generics.ListCreateAPIView):
 
     def perform_create(self, serializer):
         data = serializer.validated_data
-        serializer.instance = accounts.create_msp(data["name"], slug=data.get("slug"), actor=actor_of(self.request))
+        try:
+            serializer.instance = accounts.create_msp(data["name"], slug=data.get("slug"),
+                                                      actor=actor_of(self.request))
+        except accounts.MSPRejected as error:
+            status_code = 409 if error.code.startswith("duplicate") else 400
+            raise ApiError(status_code, error.code, error.detail,
+                           extra={"errors": {error.field: [error.detail]}}) from error
 
 
 @extend_schema(request=s.ProductIdListSerializer, responses={200: s.BulkResultSerializer}, tags=["Vendor API"])

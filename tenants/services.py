@@ -7,7 +7,7 @@ import re
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django_tenants.utils import get_public_schema_name, schema_context
 
 from audit.services import Actor, record_event
@@ -49,12 +49,14 @@ def management_url_for(domain: str) -> str:
     return f"{scheme}://{domain}" if port == default else f"{scheme}://{domain}:{port}"
 
 
-def _validate_new_tenant(schema_name: str, domain: str) -> None:
-    if not SCHEMA_NAME_RE.match(schema_name) or schema_name.startswith("pg_") or schema_name == "public":
+def validate_new_tenant(schema_name: str, domain: str) -> None:
+    """Raise :class:`TenantRejected` unless a tenant with this schema name and domain can be created."""
+    reserved = schema_name in ("public", "information_schema") or schema_name.startswith("pg_")
+    if not SCHEMA_NAME_RE.match(schema_name) or reserved:
         raise TenantRejected(
             "invalid_schema_name",
             f"Schema name {schema_name!r} must be 1-63 lower-case letters, digits or '_', start with a letter, "
-            "and not be 'public' or start with 'pg_'.",
+            "and not be 'public', 'information_schema' or start with 'pg_'.",
             field="schema_name",
         )
     if not DOMAIN_RE.match(domain):
@@ -62,7 +64,12 @@ def _validate_new_tenant(schema_name: str, domain: str) -> None:
             "invalid_domain", f"Domain {domain!r} is not a valid host name like acme.director.example.",
             field="domain",
         )
-    if Tenant.objects.filter(schema_name=schema_name).exists():
+    with connection.cursor() as cursor:
+        # A schema PostgreSQL already has (information_schema, or one made by
+        # hand) is never adopted: the clean-up on failure would drop it.
+        cursor.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema_name])
+        exists_in_database = cursor.fetchone() is not None
+    if exists_in_database or Tenant.objects.filter(schema_name=schema_name).exists():
         raise TenantRejected("duplicate_schema_name", f"Schema {schema_name!r} already exists; pick another name.",
                              field="schema_name")
     if Domain.objects.filter(domain=domain).exists():
@@ -81,7 +88,7 @@ def create_hosted_tenant(*, name: str, schema_name: str, domain: str, actor: Act
 
     schema_name = schema_name.strip().lower()
     domain = domain.strip().lower()
-    _validate_new_tenant(schema_name, domain)
+    validate_new_tenant(schema_name, domain)
 
     new_key = tokens.make_key(TENANT_KEY_PREFIX)
     # Schema creation commits on its own (DDL plus migrations); if a later

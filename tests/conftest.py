@@ -182,7 +182,7 @@ class LiveStack:
 
 def start_process(name: str, command: list[str], env: dict, logs: Path) -> subprocess.Popen:
     log = logs / f"{name}.log"
-    handle = open(log, "w")  # noqa: SIM115 - closed with the process at session end
+    handle = open(log, "w")
     return subprocess.Popen(command, cwd=PROJECT_DIR, env=env, stdout=handle, stderr=subprocess.STDOUT,
                             start_new_session=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -22,9 +23,32 @@ class TokenRejected(Exception):
     pass
 
 
+class MSPRejected(ValueError):
+    def __init__(self, code: str, detail: str, *, field: str):
+        self.code = code
+        self.detail = detail
+        self.field = field
+        super().__init__(detail)
+
+
+# Writes of last_used_at are skipped when the stored time is this recent.
+LAST_USED_WRITE_INTERVAL = timedelta(seconds=60)
+
+
 @transaction.atomic
 def create_msp(name: str, *, actor: Actor, slug: str | None = None) -> MSP:
-    msp = MSP.objects.create(name=name.strip(), slug=slug or slugify(name)[:63])
+    """Create an MSP; the slug (used in URLs) is made from the name unless given."""
+    name = name.strip()
+    slug = slugify(slug or name)[:63]
+    if not name or not slug:
+        raise MSPRejected("invalid_slug", f"MSP name {name!r} gives no usable slug; use letters or digits, "
+                          "or give a slug.", field="slug")
+    if MSP.objects.filter(name=name).exists():
+        raise MSPRejected("duplicate_name", f"An MSP named {name!r} already exists.", field="name")
+    if MSP.objects.filter(slug=slug).exists():
+        raise MSPRejected("duplicate_slug", f"The slug {slug!r} is taken by another MSP; give another slug.",
+                          field="slug")
+    msp = MSP.objects.create(name=name, slug=slug)
     record_event("msp.create", actor=actor, object_type="msp", object_id=msp.slug, msp_id=msp.pk)
     logger.info("Created MSP %s", msp.slug)
     return msp
@@ -72,4 +96,7 @@ def authenticate_api_token(presented: str) -> MSPApiToken:
         raise TokenRejected("revoked")
     if not token.msp.is_active:
         raise TokenRejected("msp_inactive")
+    now = timezone.now()
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_WRITE_INTERVAL:
+        MSPApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token

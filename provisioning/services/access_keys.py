@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -15,6 +15,7 @@ from provisioning.models import ProvisioningAccessKey
 logger = logging.getLogger(__name__)
 
 ACCESS_KEY_PREFIX = "ztsp_pk"
+LAST_USED_WRITE_INTERVAL = timedelta(seconds=60)
 
 
 class AccessKeyRejected(Exception):
@@ -68,6 +69,10 @@ def authenticate_access_key(presented: str | None) -> ProvisioningAccessKey:
         raise AccessKeyRejected("unknown")
     if access_key.revoked_at is not None:
         raise AccessKeyRejected("revoked")
-    if access_key.expires_at is not None and access_key.expires_at <= timezone.now():
+    now = timezone.now()
+    if access_key.expires_at is not None and access_key.expires_at <= now:
         raise AccessKeyRejected("expired")
+    # One key serves a whole fleet: record its use at most once a minute.
+    if access_key.last_used_at is None or now - access_key.last_used_at > LAST_USED_WRITE_INTERVAL:
+        ProvisioningAccessKey.objects.filter(pk=access_key.pk).update(last_used_at=now)
     return access_key

@@ -45,7 +45,9 @@ def lookup_product(raw_product_id: str, *, access_key: ProvisioningAccessKey, fa
     try:
         product_id = str(parse_product_id(raw_product_id))
     except InvalidProductId as error:
-        raise LookupFailed(400, "invalid_product_id", str(error) + "; send the Product ID from the device's eMMC.")
+        raise LookupFailed(
+            400, "invalid_product_id", f"{error}; send the Product ID from the device's eMMC."
+        ) from error
 
     product = (
         Product.objects.select_related("tenant_registration")

@@ -93,6 +93,7 @@ def audit_events(action: str, object_id: str | None = None):
 
 def row_text(table: str, pk: int) -> str:
     """Return every column of one row as JSON text, to search it for a secret."""
+    # ``table`` comes from a model's _meta, never from request data.
     with connection.cursor() as cursor:
         cursor.execute(f'SELECT row_to_json(t)::text FROM "{table}" AS t WHERE id = %s', [pk])  # noqa: S608
         return cursor.fetchone()[0]

@@ -6,8 +6,16 @@ import pytest
 
 from msp.services.products import NOT_YOURS
 from provisioning.models import Product
+from tests.conftest import ADMIN_PASSWORD
 from tests.factories import new_product_id
-from tests.msp.conftest import CLIENT_ADDRESS, allocated_products, audit_events, claimed_products, imported_products
+from tests.msp.conftest import (
+    CLIENT_ADDRESS,
+    allocated_products,
+    audit_events,
+    basic_client,
+    claimed_products,
+    imported_products,
+)
 
 CLAIM_URL = "/api/v1/msp/products/claim"
 
@@ -146,7 +154,7 @@ def test_claim_csv_plain_lines(world, client_a):
     assert body == {"changed": 2, "unchanged": 0, "rejected": []}
 
 
-def test_claim_csv_with_bom_crlf_semicolon_header(world, client_a):
+def test_claim_csv_bom_crlf_semicolon(world, client_a):
     own = allocated_products(world.a.msp, 2)
     csv_body = (
         "\ufeffserial;product_id\r\n"
@@ -164,12 +172,12 @@ def test_claim_csv_reports_line_numbers(world, client_a):
     [own] = allocated_products(world.a.msp)
     [other] = allocated_products(world.b.msp)
     csv_body = (
-        "product_id\r\n"     # line 1: header
-        f"{own}\r\n"         # line 2
-        "\r\n"               # line 3: blank, skipped
-        "bad-id\r\n"         # line 4
-        f"{other}\r\n"       # line 5
-        f"{own.upper()}\r\n" # line 6: duplicate of line 2
+        "product_id\r\n"      # line 1: header
+        f"{own}\r\n"          # line 2
+        "\r\n"                # line 3: blank, skipped
+        "bad-id\r\n"          # line 4
+        f"{other}\r\n"        # line 5
+        f"{own.upper()}\r\n"  # line 6: duplicate of line 2
     ).encode()
 
     body = claim_csv(client_a, csv_body).json()
@@ -212,3 +220,27 @@ def test_claim_audits_only_changed_products(world, client_a):
 
     assert audit_events("product.claim", already).count() == events_before
     assert not audit_events("product.claim", other).exists()
+
+
+def test_claim_by_user_audited(world):
+    [own] = allocated_products(world.a.msp)
+    client = basic_client(world.a.msp_user.username, ADMIN_PASSWORD)
+
+    body = claim_json(client, [own]).json()
+
+    assert body["changed"] == 1
+    event = audit_events("product.claim", own).get()
+    assert event.actor_type == "user"
+    assert event.actor == world.a.msp_user.username
+    assert event.msp_id == world.a.msp.pk
+    assert event.source_address == CLIENT_ADDRESS
+
+
+def test_claim_audit_ignores_forwarded_for(world, client_a, settings):
+    # With no trusted proxy configured, X-Forwarded-For is whatever the client wrote.
+    settings.ZTSP_TRUSTED_PROXY_COUNT = 0
+    [own] = allocated_products(world.a.msp)
+
+    client_a.post(CLAIM_URL, {"product_ids": [own]}, format="json", HTTP_X_FORWARDED_FOR="203.0.113.9")
+
+    assert audit_events("product.claim", own).get().source_address == CLIENT_ADDRESS

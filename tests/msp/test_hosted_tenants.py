@@ -18,8 +18,8 @@ from django_tenants.utils import schema_context
 from msp.models import TenantRegistration
 from tenants.models import Domain, Tenant
 from tenants.services import management_url_for, tenant_access_key_matches
-from tests.msp.conftest import CLIENT_ADDRESS, audit_events, basic_client, row_text
 from tests.conftest import ADMIN_PASSWORD
+from tests.msp.conftest import CLIENT_ADDRESS, audit_events, basic_client, row_text
 
 HOSTED_TENANTS_URL = "/api/v1/msp/hosted-tenants"
 
@@ -32,10 +32,10 @@ class SchemaCreationAttempted(AssertionError):
 def no_schema_creation(monkeypatch):
     """Make any attempt to save a new Tenant fail the test before a schema is created."""
 
-    def refuse(self, *args, **kwargs):
+    def reject_save(self, *args, **kwargs):
         raise SchemaCreationAttempted(f"the request reached Tenant.save for schema {self.schema_name!r}")
 
-    monkeypatch.setattr(Tenant, "save", refuse)
+    monkeypatch.setattr(Tenant, "save", reject_save)
 
 
 def unique_names() -> tuple[str, str]:
@@ -140,9 +140,6 @@ def test_hosted_tenant_rejects_long_schema(world, client_a, no_schema_creation):
     assert "schema_name" in response.json()["errors"]
 
 
-@pytest.mark.xfail(strict=True, raises=SchemaCreationAttempted, reason=(
-    "The schema name check accepts information_schema, which PostgreSQL already has; django-tenants then "
-    "skips CREATE SCHEMA, and the clean-up in create_hosted_tenant runs DROP SCHEMA ... CASCADE on it"))
 def test_hosted_tenant_rejects_system_schema(world, client_a, no_schema_creation):
     response = create(client_a, schema_name="information_schema")
 
@@ -194,22 +191,19 @@ def test_hosted_tenant_duplicate_schema_conflicts(world, client_a, no_schema_cre
     assert response.json()["code"] == "duplicate_schema_name"
 
 
-@pytest.mark.xfail(strict=True, raises=SchemaCreationAttempted, reason=(
-    "HostedTenantView creates the schema before it registers the tenant, so a registration name the MSP "
-    "already uses fails after the tenant exists (500, access key lost) instead of a 409 up front"))
-def test_hosted_tenant_duplicate_registration_name_conflicts(world, client_a, no_schema_creation):
+def test_hosted_tenant_taken_registration_name(world, client_a, no_schema_creation):
     response = create(client_a, name=world.a.registration.name, register=True)
 
     assert response.status_code == 409
 
 
-def test_hosted_tenant_refuses_vendor_staff(world, vendor_client, no_schema_creation):
+def test_hosted_tenant_rejects_vendor_staff(world, vendor_client, no_schema_creation):
     response = create(vendor_client)
 
     assert response.status_code == 403
 
 
-def test_hosted_tenant_refuses_wrong_password(world, no_schema_creation):
+def test_hosted_tenant_rejects_wrong_password(world, no_schema_creation):
     client = basic_client(world.a.msp_user.username, "wrong-password")
 
     response = create(client)

@@ -111,7 +111,7 @@ def test_list_filters_claimed_false(world, client_a):
 def test_list_shows_ztp_status_after_lookup(world, client_a):
     [own] = claimed_products(world.a.msp)
     lookup_client = bearer_client(world.provisioning_key)
-    # An unmapped product is refused with 409, but the lookup is still recorded.
+    # An unmapped product is rejected with 409, but the lookup is still recorded.
     assert lookup_client.post("/api/v1/ztp/lookup", {"product_id": own}, format="json").status_code == 409
 
     [row] = [row for row in all_pages(client_a, {"page_size": 5000})[0] if row["product_id"] == own]

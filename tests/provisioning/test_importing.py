@@ -364,7 +364,7 @@ def test_import_dry_run_reports_existing_as_unchanged():
 def test_import_invalid_utf8_on_first_line_raises():
     product_id = new_product_id()
 
-    with pytest.raises(ImportFileError, match="(?i)not valid utf-8"):
+    with pytest.raises(ImportFileError, match=r"(?i)not valid utf-8"):
         import_csv(b"EC100:\xff\xfe\n" + csv_bytes(product_id))
 
     assert stored(product_id) == []

@@ -83,7 +83,7 @@ class Command(BaseCommand):
         log = self.logs / f"{name}.log"
         # A short Retry-After keeps the demo brisk; a real deployment keeps its own value.
         env = {"ZTSP_LOOKUP_RETRY_AFTER": "2", **os.environ, "PYTHONUNBUFFERED": "1"}
-        handle = open(log, "w")  # noqa: SIM115 - owned by the child process until it exits
+        handle = open(log, "w")
         process = subprocess.Popen(command, cwd=embedded.PROJECT_DIR, env=env, stdout=handle,
                                    stderr=subprocess.STDOUT, start_new_session=True)
         self.processes[name] = process

@@ -1,8 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
-from django.db import IntegrityError
 
 from common.commands import cli_actor
-from msp.services.accounts import add_msp_user, create_api_token, create_msp
+from msp.services.accounts import MSPRejected, add_msp_user, create_api_token, create_msp
 
 
 class Command(BaseCommand):
@@ -20,8 +19,8 @@ class Command(BaseCommand):
         actor = cli_actor()
         try:
             msp = create_msp(name, slug=slug, actor=actor)
-        except IntegrityError as error:
-            raise CommandError(f"An MSP named {name!r} or with slug {slug!r} already exists.") from error
+        except MSPRejected as error:
+            raise CommandError(error.detail) from error
         self.stderr.write(f"Created MSP {msp.slug} (id {msp.pk}).")
         if username:
             add_msp_user(msp, username, actor=actor, password=os.environ.get("ZTSP_MSP_USER_PASSWORD") or None)
