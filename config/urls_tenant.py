@@ -12,7 +12,8 @@ if settings.DIRECTOR_ROLE:
     urlpatterns += [
         *api_urlpatterns,
         path("", pages.dashboard, name="dashboard"),
-        path("requests/<uuid:request_id>/<str:decision>", pages.decide, name="decide"),
+        path("requests/<uuid:request_id>/approve", pages.decide, {"decision": "approve"}, name="approve"),
+        path("requests/<uuid:request_id>/reject", pages.decide, {"decision": "reject"}, name="reject"),
         path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
         path("accounts/logout/", auth_views.LogoutView.as_view(next_page="/accounts/login/"), name="logout"),
     ]

@@ -69,8 +69,11 @@ def read_request_state(schema_name: str, request_id: uuid.UUID) -> dict | None:
     from pki.services import ca_chain_pem
 
     # Pool threads keep their connection between calls; drop it if it broke
-    # (a PostgreSQL restart) so this read opens a fresh one.
-    connection.close_if_unusable_or_obsolete()
+    # (a PostgreSQL restart) so this read opens a fresh one. Inside a
+    # transaction (the WSGI view in a test, ATOMIC_REQUESTS) the connection
+    # belongs to the caller and is left alone.
+    if not connection.in_atomic_block:
+        connection.close_if_unusable_or_obsolete()
     with schema_context(schema_name):
         row = OnboardRequest.objects.filter(pk=request_id).values("status", "product_id").first()
         if row is None:

@@ -54,6 +54,8 @@ def _pending_request(request_id) -> OnboardRequest:
 @login_required
 @tenant_admin_required
 def decide(request, request_id, decision: str):
+    if decision not in ("approve", "reject"):
+        raise Http404("Unknown decision.")
     onboard_request = _pending_request(request_id)
     note = request.POST.get("note", "")
     try:

@@ -105,9 +105,11 @@ def submit_onboard_request(raw_product_id: str, csr_pem: str, facts, *, source_a
                 edge_controller=controller,
                 status__in=[OnboardRequest.Status.PENDING, OnboardRequest.Status.APPROVED],
             ).exists()
-            controller.facts = facts or controller.facts
-            controller.last_source_address = source_address
-            controller.save()
+            if not conflict:
+                # A conflicting request changes nothing about the EC until approved.
+                controller.facts = facts or controller.facts
+                controller.last_source_address = source_address
+                controller.save()
             onboard_request = OnboardRequest.objects.create(
                 edge_controller=controller,
                 product_id=product_id,
@@ -178,8 +180,13 @@ def approve_onboard_request(onboard_request: OnboardRequest, *, actor: Actor, ta
         locked.decision_note = note[:500]
         locked.save(update_fields=["status", "decided_at", "decided_by", "decision_note"])
 
+        # An earlier approval whose certificate is not issued yet is superseded
+        # too: its task would otherwise issue the older key's certificate last.
         superseded = list(
-            OnboardRequest.objects.filter(edge_controller=locked.edge_controller, status=OnboardRequest.Status.PENDING)
+            OnboardRequest.objects.filter(
+                edge_controller=locked.edge_controller,
+                status__in=[OnboardRequest.Status.PENDING, OnboardRequest.Status.APPROVED],
+            )
             .exclude(pk=locked.pk)
             .values_list("pk", flat=True)
         )
@@ -187,6 +194,9 @@ def approve_onboard_request(onboard_request: OnboardRequest, *, actor: Actor, ta
             status=OnboardRequest.Status.SUPERSEDED, decided_at=now, decided_by=actor.name
         )
         controller = locked.edge_controller
+        controller.facts = locked.facts or controller.facts
+        controller.last_source_address = locked.source_address
+        controller.save(update_fields=["facts", "last_source_address", "last_seen_at"])
         tag_objects = [Tag.objects.get_or_create(name=name)[0] for name in tag_names]
         controller.tags.add(*tag_objects)
 

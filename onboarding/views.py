@@ -126,15 +126,15 @@ class CaChainView(APIView):
 
 @extend_schema(responses={(200, "application/pkix-crl"): bytes}, tags=["EC API"])
 class CrlView(APIView):
-    """``GET /api/v1/pki/crl``: a freshly signed CRL of the tenant's issuing CA (DER)."""
+    """``GET /api/v1/pki/crl``: the CRL of the tenant's issuing CA (DER), re-signed after each revocation."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
     def get(self, request):
-        from pki.services import build_crl_der
+        from pki.services import current_crl_der
 
-        return HttpResponse(build_crl_der(), content_type="application/pkix-crl")
+        return HttpResponse(current_crl_der(), content_type="application/pkix-crl")
 
 
 # Tenant admin API: users of this tenant's schema, by session or HTTP Basic.

@@ -18,6 +18,11 @@ class IssuingCA(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # Monotonic CRL number (RFC 5280 section 5.2.3), incremented per CRL built.
     crl_number = models.BigIntegerField(default=0)
+    # The last CRL built, served again until a revocation changes the marker
+    # or it ages; anonymous CRL downloads then cost a read, not a signature.
+    crl_der = models.BinaryField(blank=True, default=b"")
+    crl_revocation_marker = models.CharField(max_length=64, blank=True)
+    crl_built_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "issuing CA"

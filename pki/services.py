@@ -9,11 +9,11 @@ search path of every tenant connection.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from audit.services import Actor, record_event
@@ -160,26 +160,53 @@ def revoke_certificate(certificate: IssuedCertificate, reason: str, *, actor: Ac
     return certificate
 
 
-def build_crl_der(*, next_update_hours: int = 24) -> bytes:
-    """Build and sign a fresh CRL of this tenant's revoked certificates (DER)."""
+# A served CRL is reused for this long unless a revocation happens first (seconds).
+CRL_REUSE_SECONDS = 300
+
+
+def _revocation_marker(issuing_ca: IssuingCA) -> str:
+    stats = IssuedCertificate.objects.filter(issuing_ca=issuing_ca, revoked_at__isnull=False).aggregate(
+        count=models.Count("pk"), latest=models.Max("revoked_at")
+    )
+    return f"{stats['count']}:{stats['latest'].timestamp() if stats['latest'] else 0}"
+
+
+def current_crl_der(*, next_update_hours: int = 24) -> bytes:
+    """Return this tenant's CRL, signing a new one only after a revocation or when the last one aged.
+
+    Unauthenticated clients fetch the CRL, so serving it must not sign and
+    write on every request.
+    """
+    issuing_ca = active_issuing_ca()
+    marker = _revocation_marker(issuing_ca)
+    fresh_after = timezone.now() - timedelta(seconds=CRL_REUSE_SECONDS)
+    if issuing_ca.crl_der and issuing_ca.crl_revocation_marker == marker and issuing_ca.crl_built_at > fresh_after:
+        return bytes(issuing_ca.crl_der)
+
     from cryptography.hazmat.primitives.serialization import Encoding
 
     with transaction.atomic():
-        issuing_ca = IssuingCA.objects.select_for_update().get(is_active=True)
+        issuing_ca = IssuingCA.objects.select_for_update().get(pk=issuing_ca.pk)
+        marker = _revocation_marker(issuing_ca)
+        if issuing_ca.crl_der and issuing_ca.crl_revocation_marker == marker and issuing_ca.crl_built_at > fresh_after:
+            # Another request rebuilt it while this one waited for the lock.
+            return bytes(issuing_ca.crl_der)
+        revoked = [
+            (int(serial, 16), revoked_at.astimezone(UTC), reason or None)
+            for serial, revoked_at, reason in IssuedCertificate.objects.filter(
+                issuing_ca=issuing_ca, revoked_at__isnull=False, not_after__gt=datetime.now(UTC)
+            ).values_list("serial_hex", "revoked_at", "revocation_reason")
+        ]
+        crl = crypto.build_crl(
+            _decrypt_key(issuing_ca.private_key_encrypted),
+            crypto.load_certificate(issuing_ca.certificate_pem),
+            revoked,
+            next_update_hours=next_update_hours,
+            crl_number=issuing_ca.crl_number + 1,
+        )
         issuing_ca.crl_number += 1
-        issuing_ca.save(update_fields=["crl_number"])
-    revoked = [
-        (int(serial, 16), revoked_at.astimezone(UTC), reason or None)
-        for serial, revoked_at, reason in IssuedCertificate.objects.filter(
-            issuing_ca=issuing_ca, revoked_at__isnull=False, not_after__gt=datetime.now(UTC)
-        ).values_list("serial_hex", "revoked_at", "revocation_reason")
-    ]
-    crl = crypto.build_crl(
-        _decrypt_key(issuing_ca.private_key_encrypted),
-        crypto.load_certificate(issuing_ca.certificate_pem),
-        revoked,
-        next_update_hours=next_update_hours,
-        crl_number=issuing_ca.crl_number,
-    )
-    return crl.public_bytes(Encoding.DER)
-
+        issuing_ca.crl_der = crl.public_bytes(Encoding.DER)
+        issuing_ca.crl_revocation_marker = marker
+        issuing_ca.crl_built_at = timezone.now()
+        issuing_ca.save(update_fields=["crl_number", "crl_der", "crl_revocation_marker", "crl_built_at"])
+    return bytes(issuing_ca.crl_der)

@@ -21,7 +21,7 @@ ADMIN_ACTOR = Actor.system("onboarding-tests")
 
 @dataclass
 class Onboarded:
-    """An accepted onboard request as the EC sees it."""
+    """An accepted onboard request: the EC's key and CSR, and the fields of the 202 response."""
 
     product_id: str
     key: object

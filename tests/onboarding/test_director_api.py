@@ -178,7 +178,7 @@ def test_edge_controllers_lists_state(world):
     ("method", "path"),
     [("get", REQUESTS_URL), ("get", CONTROLLERS_URL), ("post", "approve"), ("post", "reject")],
 )
-def test_other_tenant_admin_is_refused(world, method, path):
+def test_other_tenant_admin_is_rejected(world, method, path):
     submitted = onboard(world.a)
     counts = row_counts("acme")
     if path in ("approve", "reject"):
@@ -194,7 +194,7 @@ def test_other_tenant_admin_is_refused(world, method, path):
 
 
 @pytest.mark.parametrize("path", [REQUESTS_URL, CONTROLLERS_URL])
-def test_msp_user_is_refused_at_tenant(world, path):
+def test_msp_user_is_rejected_at_tenant(world, path):
     client = client_for(world.a.domain)
     client.credentials(**basic(world.a.msp_user.username))
 
@@ -203,8 +203,8 @@ def test_msp_user_is_refused_at_tenant(world, path):
     assert response.status_code in (401, 403)
 
 
-def test_vendor_superuser_is_refused_at_tenant(world):
-    # The vendor admin lives in the public schema; tenant users are only those of the tenant's schema.
+def test_vendor_superuser_is_rejected_at_tenant(world):
+    # The vendor admin lives in the public schema, so no tenant schema knows this user.
     client = client_for(world.a.domain)
     client.credentials(**basic(world.vendor_admin.username))
 
@@ -213,7 +213,7 @@ def test_vendor_superuser_is_refused_at_tenant(world):
     assert response.status_code in (401, 403)
 
 
-def test_wrong_password_is_refused(world):
+def test_wrong_password_is_rejected(world):
     client = client_for(world.a.domain)
     client.credentials(**basic(world.a.tenant_admin_username, ADMIN_PASSWORD + "x"))
 
@@ -222,7 +222,7 @@ def test_wrong_password_is_refused(world):
     assert response.status_code in (401, 403)
 
 
-def test_non_staff_tenant_user_is_refused(world):
+def test_non_staff_tenant_user_is_rejected(world):
     from django.contrib.auth import get_user_model
 
     with schema_context("acme"):
@@ -239,7 +239,7 @@ def test_non_staff_tenant_user_is_refused(world):
     ("method", "path"),
     [("get", REQUESTS_URL), ("get", CONTROLLERS_URL), ("post", "approve"), ("post", "reject")],
 )
-def test_anonymous_is_refused(world, method, path):
+def test_anonymous_is_rejected(world, method, path):
     submitted = onboard(world.a)
     if path in ("approve", "reject"):
         path = f"{REQUESTS_URL}/{submitted.request_id}/{path}"

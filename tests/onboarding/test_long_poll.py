@@ -12,9 +12,9 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 from django.conf import settings
-from django.db.utils import OperationalError
 from django_tenants.utils import schema_context
 
+from tests.conftest import client_for
 from tests.onboarding.helpers import (
     approve,
     approve_and_issue,
@@ -25,22 +25,10 @@ from tests.onboarding.helpers import (
 )
 
 
-# read_request_state calls connection.close_if_unusable_or_obsolete(), which closes a
-# connection inside a transaction. The view runs it on the request's own connection, so
-# every poll that reaches the database inside a transaction (each test here, or
-# ATOMIC_REQUESTS) loses the connection. test_long_poll_live.py covers these bodies
-# through the ASGI route, where the read runs in its own thread.
-CLOSES_CONNECTION = pytest.mark.xfail(
-    strict=True, raises=OperationalError,
-    reason="read_request_state closes the caller's connection when it is inside a transaction",
-)
-
-
 def _public_der(public_key) -> bytes:
     return public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
-@CLOSES_CONNECTION
 def test_poll_pending_request(world):
     submitted = onboard(world.a)
 
@@ -51,10 +39,7 @@ def test_poll_pending_request(world):
                                "status": "pending"}
 
 
-@CLOSES_CONNECTION
 def test_poll_without_wait_parameter(world):
-    from tests.conftest import client_for
-
     submitted = onboard(world.a)
 
     response = client_for(world.a.domain).get(f"/api/v1/onboard/{submitted.request_id}",
@@ -85,13 +70,13 @@ def test_poll_token_of_other_request_returns_401(world):
     assert response.json()["code"] == "invalid_poll_token"
 
 
-def test_poll_token_at_other_tenant_host_returns_401(world):
+def test_poll_at_other_tenant_host_rejected(world):
     submitted = onboard(world.a)
     approve_and_issue("acme", submitted.request_id)
 
     response = poll(world.b.domain, submitted.request_id, submitted.poll_token)
 
-    # Request ids are per tenant: globex must not serve acme's request, not even its status.
+    # Request ids are per tenant, so globex must not serve acme's request or even its status.
     assert response.status_code in (401, 404)
     body = response.json()
     assert "status" not in body
@@ -99,7 +84,6 @@ def test_poll_token_at_other_tenant_host_returns_401(world):
     assert submitted.product_id not in response.content.decode()
 
 
-@CLOSES_CONNECTION
 def test_poll_unknown_request_returns_404(world):
     from onboarding.services import poll_token_for
 
@@ -133,7 +117,6 @@ def test_poll_invalid_wait_returns_400(world, wait):
     assert response.json()["code"] == "invalid_wait"
 
 
-@CLOSES_CONNECTION
 def test_poll_approved_request_is_still_waiting(world):
     submitted = onboard(world.a)
     approve("acme", submitted.request_id)
@@ -145,7 +128,6 @@ def test_poll_approved_request_is_still_waiting(world):
     assert "certificate" not in response.json()
 
 
-@CLOSES_CONNECTION
 def test_poll_issued_returns_certificate(world):
     submitted = onboard(world.a)
     approve_and_issue("acme", submitted.request_id)
@@ -162,7 +144,6 @@ def test_poll_issued_returns_certificate(world):
     assert body["certificate_serial"] == format(certificate.serial_number, "x")
 
 
-@CLOSES_CONNECTION
 def test_poll_issued_returns_ca_chain(world):
     from pki.models import IssuingCA
     from tenants.models import DeploymentRootCA
@@ -183,7 +164,6 @@ def test_poll_issued_returns_ca_chain(world):
     issuing.verify_directly_issued_by(root)
 
 
-@CLOSES_CONNECTION
 def test_poll_issued_returns_tunnel_endpoint(world):
     submitted = onboard(world.a)
     approve_and_issue("acme", submitted.request_id)
@@ -193,7 +173,6 @@ def test_poll_issued_returns_tunnel_endpoint(world):
     assert body["tunnel"] == {"host": settings.ZTSP_TUNNEL_PUBLIC_HOST, "port": settings.ZTSP_TUNNEL_PUBLIC_PORT}
 
 
-@CLOSES_CONNECTION
 def test_poll_rejected_request(world):
     submitted = onboard(world.a)
     reject("acme", submitted.request_id)
@@ -205,7 +184,6 @@ def test_poll_rejected_request(world):
     assert "certificate" not in response.json()
 
 
-@CLOSES_CONNECTION
 def test_poll_superseded_request_reads_rejected(world):
     first = onboard(world.a)
     second = onboard(world.a, first.product_id)
@@ -217,7 +195,6 @@ def test_poll_superseded_request_reads_rejected(world):
     assert body["reason"] == "superseded"
 
 
-@CLOSES_CONNECTION
 def test_poll_replaced_certificate_is_marked_revoked(world):
     first = onboard(world.a)
     approve_and_issue("acme", first.request_id)

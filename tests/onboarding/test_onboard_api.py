@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from tests.conftest import client_for
 from tests.factories import make_csr, make_key, new_product_id
 from tests.onboarding.helpers import (
     approve_and_issue,
@@ -157,7 +158,7 @@ def test_onboard_keeps_first_seen_on_second_request(world):
     assert _request_row("acme", second.request_id).edge_controller.first_seen_at == first_seen
 
 
-# Rejected bodies: each case gets the error code and writes nothing.
+# Invalid bodies. Each case returns its error code and writes no row.
 
 
 def _tampered_body() -> dict:
@@ -285,8 +286,6 @@ def test_onboard_other_tenant_key_returns_401(world):
 
 
 def test_onboard_key_with_other_scheme_returns_401(world):
-    from tests.conftest import client_for
-
     response = client_for(world.a.domain).post("/api/v1/onboard", _valid_body(), format="json",
                                                HTTP_AUTHORIZATION=f"Token {world.a.tenant_access_key}")
 
@@ -318,8 +317,6 @@ def test_onboard_too_many_facts_returns_400(world):
 
 
 def test_onboard_malformed_json_returns_400(world):
-    from tests.conftest import client_for
-
     response = client_for(world.a.domain).generic(
         "POST", "/api/v1/onboard", b"{not json", content_type="application/json",
         HTTP_AUTHORIZATION=f"Bearer {world.a.tenant_access_key}",

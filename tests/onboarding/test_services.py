@@ -228,7 +228,7 @@ def test_complete_issuance_in_other_tenant_issues_nothing(world):
     submitted = onboard(world.a)
     approve("acme", submitted.request_id)
 
-    # The Celery task runs in the schema named in its headers; globex has no such request.
+    # The Celery task runs in the schema named in its headers, and globex has no such request.
     assert issue("globex", submitted.request_id) is None
     assert _request("acme", submitted.request_id).status == "approved"
 
@@ -258,3 +258,30 @@ def test_audit_event_of_other_tenant_names_its_schema(world):
     [created] = _audit_events(submitted.request_id, "onboard_request.create")
 
     assert created.tenant_schema == "globex"
+
+
+def test_later_approval_wins_whatever_issue_order(world):
+    first = onboard(world.a)
+    approve("acme", first.request_id)
+    second = onboard(world.a, first.product_id)
+    approve("acme", second.request_id)
+
+    # Celery may run the two issuance tasks in either order, for example after a retry.
+    issue("acme", second.request_id)
+    issue("acme", first.request_id)
+
+    [certificate] = active_certificates("acme", first.product_id)
+    assert str(certificate.onboard_request_id) == second.request_id
+
+
+def test_conflicting_request_keeps_onboarded_ec_facts(world):
+    from onboarding.models import EdgeController
+
+    first = onboard(world.a, facts={"firmware": "1.0"})
+    approve_and_issue("acme", first.request_id)
+
+    onboard(world.a, first.product_id, facts={"firmware": "9.9-unapproved"})
+
+    with schema_context("acme"):
+        controller = EdgeController.objects.get(product_id=first.product_id)
+    assert controller.facts == {"firmware": "1.0"}

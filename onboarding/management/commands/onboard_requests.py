@@ -4,6 +4,7 @@ from django_tenants.utils import schema_context
 from common.commands import cli_actor
 from onboarding.models import OnboardRequest
 from onboarding.services import InvalidTransition, approve_onboard_request, reject_onboard_request
+from provisioning.product_ids import InvalidProductId, normalize_product_id
 from tenants.models import Tenant
 
 
@@ -31,7 +32,14 @@ class Command(BaseCommand):
                 return
             if not all_pending and not product_ids:
                 raise CommandError("Name Product IDs or pass --all-pending.")
-            targets = list(pending if all_pending else pending.filter(product_id__in=product_ids))
+            try:
+                wanted = [normalize_product_id(value) for value in product_ids]
+            except InvalidProductId as error:
+                raise CommandError(f"{error}; give Product IDs as ModelNo:UUID.") from error
+            targets = list(pending if all_pending else pending.filter(product_id__in=wanted))
+            missing = set(wanted) - {item.product_id for item in targets}
+            for product_id in sorted(missing):
+                self.stderr.write(f"{product_id}: no pending onboard request in {schema_name}.")
             done = 0
             for item in targets:
                 try:
@@ -42,4 +50,5 @@ class Command(BaseCommand):
                     done += 1
                 except InvalidTransition as error:
                     self.stderr.write(f"{item.product_id}: {error.detail}")
-            self.stdout.write(f"{done} {action}d of {len(targets)} pending.")
+            past = {"approve": "approved", "reject": "rejected"}[action]
+            self.stdout.write(f"{done} {past} of {len(targets)} pending.")
