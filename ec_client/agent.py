@@ -102,18 +102,13 @@ class AgentOptions:
         self.resolve = tuple(self.resolve)
         self.overrides = ResolveOverrides.parse(self.resolve)
         if self.key_type not in KEY_TYPES:
-            raise ValueError(
-                f"invalid key type {self.key_type!r}: expected one of {', '.join(KEY_TYPES)}"
-            )
+            raise ValueError(f"invalid key type {self.key_type!r}: expected one of {', '.join(KEY_TYPES)}")
         if self.backoff_max <= 0 or self.backoff_base <= 0:
             raise ValueError(
-                f"invalid backoff: backoff_max={self.backoff_max} and "
-                f"backoff_base={self.backoff_base} must be positive"
+                f"invalid backoff: backoff_max={self.backoff_max} and backoff_base={self.backoff_base} must be positive"
             )
         if not 0 <= self.wait_seconds <= MAX_WAIT_SECONDS:
-            raise ValueError(
-                f"invalid wait_seconds {self.wait_seconds}: expected 0 to {MAX_WAIT_SECONDS}"
-            )
+            raise ValueError(f"invalid wait_seconds {self.wait_seconds}: expected 0 to {MAX_WAIT_SECONDS}")
         if self.heartbeat_interval is not None and self.heartbeat_interval <= 0:
             raise ValueError(f"invalid heartbeat_interval {self.heartbeat_interval}: must be > 0")
         if self.deadline_seconds is not None and self.deadline_seconds <= 0:
@@ -244,17 +239,13 @@ class Agent:
                 exc_info=error,
             )
             return self._result(PHASE_FAILED, f"{type(error).__name__}: {error}")
-        return self._result(
-            self.phase, None if self.phase == "tunnel_up" else self.state.last_error
-        )
+        return self._result(self.phase, None if self.phase == "tunnel_up" else self.state.last_error)
 
     def _end_early(self, stopped: bool) -> AgentResult:
         if self.phase == "tunnel_up":
             logger.info("%s: agent stopped with the tunnel up", self.product_id)
             return self._result(self.phase, None)
-        reason = (
-            "stopped" if stopped else f"deadline of {self.options.deadline_seconds:g} s reached"
-        )
+        reason = "stopped" if stopped else f"deadline of {self.options.deadline_seconds:g} s reached"
         error = f"{reason} in phase {self.phase}"
         if self.state.last_error:
             error += f"; last error: {self.state.last_error}"
@@ -293,9 +284,7 @@ class Agent:
 
     async def _prepare(self) -> None:
         """Load or create the key, load state.json and pick the phase to resume from."""
-        self.key, created = await asyncio.to_thread(
-            load_or_create_key, self.state_dir, self.options.key_type
-        )
+        self.key, created = await asyncio.to_thread(load_or_create_key, self.state_dir, self.options.key_type)
         logger.info(
             "%s: %s %s key",
             self.product_id,
@@ -485,9 +474,7 @@ class Agent:
         director_url = response.body.get("director_url")
         tenant_key = response.body.get("access_key")
         returned_id = response.body.get("product_id", device.product_id)
-        if not isinstance(director_url, str) or not director_url.startswith(
-            ("http://", "https://")
-        ):
+        if not isinstance(director_url, str) or not director_url.startswith(("http://", "https://")):
             await self._retry_invalid_response("lookup", f"director_url {director_url!r}")
             return
         if not isinstance(tenant_key, str) or not tenant_key:
@@ -504,9 +491,7 @@ class Agent:
         logger.info("%s: looked up, Director is %s", self.product_id, self.state.director_url)
 
     async def _onboard(self) -> None:
-        csr_pem = await asyncio.to_thread(
-            load_or_create_csr, self.state_dir, self.key, self.product_id
-        )
+        csr_pem = await asyncio.to_thread(load_or_create_csr, self.state_dir, self.key, self.product_id)
         response = await self._call(
             "onboard",
             "POST",
@@ -553,10 +538,7 @@ class Agent:
 
     async def _poll(self) -> None:
         wait = self.options.wait_seconds
-        url = (
-            f"{self.state.director_url}/api/v1/onboard/"
-            f"{quote(self.state.request_id, safe='')}?wait={wait}"
-        )
+        url = f"{self.state.director_url}/api/v1/onboard/{quote(self.state.request_id, safe='')}?wait={wait}"
         started = time.monotonic()
         response = await self._call(
             "poll",

@@ -62,15 +62,13 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=30,
         metavar="S",
-        help=f"long-poll wait in seconds sent to the Director, 0 to {MAX_WAIT_SECONDS} "
-        "(default: %(default)s)",
+        help=f"long-poll wait in seconds sent to the Director, 0 to {MAX_WAIT_SECONDS} (default: %(default)s)",
     )
     parser.add_argument(
         "--key-type",
         choices=KEY_TYPES,
         default="ec",
-        help="type of a newly generated key; an existing key.pem is always reused "
-        "(default: %(default)s)",
+        help="type of a newly generated key; an existing key.pem is always reused (default: %(default)s)",
     )
     parser.add_argument(
         "--heartbeat",
@@ -86,8 +84,7 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--keep-retrying",
         action="store_true",
-        help="after a rejection or an invalid certificate, start over after the maximum "
-        "backoff instead of stopping",
+        help="after a rejection or an invalid certificate, start over after the maximum backoff instead of stopping",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
 
@@ -147,18 +144,14 @@ def agent_main(argv: list[str] | None = None) -> int:
         "get its certificate and keep the management tunnel open.",
     )
     parser.add_argument("state_dir", type=Path, help="state folder containing device.json")
-    parser.add_argument(
-        "--json", action="store_true", help="print the result as a JSON object on stdout"
-    )
+    parser.add_argument("--json", action="store_true", help="print the result as a JSON object on stdout")
     _add_common_arguments(parser)
     args = parser.parse_args(argv)
     options = _options_from(args, parser)
     _configure_logging(args.verbose)
 
     try:
-        result: AgentResult = asyncio.run(
-            _run_until_signal(lambda stop: run_agent(args.state_dir, options, stop=stop))
-        )
+        result: AgentResult = asyncio.run(_run_until_signal(lambda stop: run_agent(args.state_dir, options, stop=stop)))
     except KeyboardInterrupt:
         return 130
 
@@ -208,20 +201,15 @@ def fleet_main(argv: list[str] | None = None) -> int:
         "contains device.json, concurrently, and print a report.",
     )
     parser.add_argument("state_parent", type=Path, help="folder of state folders")
-    parser.add_argument(
-        "--count", type=int, metavar="N", help="run only the first N state folders, sorted by name"
-    )
+    parser.add_argument("--count", type=int, metavar="N", help="run only the first N state folders, sorted by name")
     parser.add_argument(
         "--concurrency",
         type=int,
         default=DEFAULT_CONCURRENCY,
         metavar="C",
-        help="maximum HTTP connections and tunnel handshakes in progress at once "
-        "(default: %(default)s)",
+        help="maximum HTTP connections and tunnel handshakes in progress at once (default: %(default)s)",
     )
-    parser.add_argument(
-        "--json-report", type=Path, metavar="FILE", help="write the results as a JSON list to FILE"
-    )
+    parser.add_argument("--json-report", type=Path, metavar="FILE", help="write the results as a JSON list to FILE")
     _add_common_arguments(parser)
     args = parser.parse_args(argv)
     options = _options_from(args, parser)
@@ -242,9 +230,7 @@ def fleet_main(argv: list[str] | None = None) -> int:
 
     try:
         results = asyncio.run(
-            _run_until_signal(
-                lambda stop: run_fleet_async(folders, options, args.concurrency, stop=stop)
-            )
+            _run_until_signal(lambda stop: run_fleet_async(folders, options, args.concurrency, stop=stop))
         )
     except KeyboardInterrupt:
         return 130
@@ -252,7 +238,5 @@ def fleet_main(argv: list[str] | None = None) -> int:
     print(format_table(results))
     print(summarize(results))
     if args.json_report:
-        args.json_report.write_text(
-            json.dumps([result.to_dict() for result in results], indent=2) + "\n"
-        )
+        args.json_report.write_text(json.dumps([result.to_dict() for result in results], indent=2) + "\n")
     return 0 if results and all(result.ok for result in results) else 1

@@ -53,9 +53,7 @@ async def run_fleet_async(
     try:
         outcomes = await asyncio.gather(
             *(
-                run_agent(
-                    folder, options, connector=connector, connect_slots=connect_slots, stop=stop
-                )
+                run_agent(folder, options, connector=connector, connect_slots=connect_slots, stop=stop)
                 for folder in folders
             ),
             return_exceptions=True,
@@ -108,9 +106,7 @@ def format_table(results: list[AgentResult]) -> str:
                 result.error or "",
             )
         )
-    widths = [
-        max([len(headers[column])] + [len(row[column]) for row in rows]) for column in range(4)
-    ]
+    widths = [max([len(headers[column])] + [len(row[column]) for row in rows]) for column in range(4)]
     lines = []
     for row in [headers, *rows]:
         cells = [row[column].ljust(widths[column]) for column in range(4)]
@@ -123,14 +119,7 @@ def summarize(results: list[AgentResult]) -> str:
     phases = Counter(result.phase for result in results)
     counts = ", ".join(f"{count} {phase}" for phase, count in sorted(phases.items()))
     line = f"{len(results)} ECs: {counts or 'none'}"
-    seconds = [
-        result.seconds_to_phase["tunnel_up"]
-        for result in results
-        if "tunnel_up" in result.seconds_to_phase
-    ]
+    seconds = [result.seconds_to_phase["tunnel_up"] for result in results if "tunnel_up" in result.seconds_to_phase]
     if seconds:
-        line += (
-            f"; seconds to tunnel_up: median {statistics.median(seconds):.1f}, "
-            f"max {max(seconds):.1f}"
-        )
+        line += f"; seconds to tunnel_up: median {statistics.median(seconds):.1f}, max {max(seconds):.1f}"
     return line

@@ -57,8 +57,7 @@ def parse_resolve_rule(text: str) -> ResolveRule:
     port_text, separator2, address = rest.partition(":")
     if not separator or not separator2 or not host or not address:
         raise ValueError(
-            f"invalid resolve override {text!r}: expected HOST:PORT:ADDRESS, "
-            "e.g. acme.localhost:8000:127.0.0.1"
+            f"invalid resolve override {text!r}: expected HOST:PORT:ADDRESS, e.g. acme.localhost:8000:127.0.0.1"
         )
     try:
         port = int(port_text)
@@ -71,9 +70,7 @@ def parse_resolve_rule(text: str) -> ResolveRule:
     try:
         ipaddress.ip_address(address)
     except ValueError:
-        raise ValueError(
-            f"invalid address {address!r} in resolve override {text!r}: expected an IP literal"
-        ) from None
+        raise ValueError(f"invalid address {address!r} in resolve override {text!r}: expected an IP literal") from None
     host = host.lower().rstrip(".")
     if "*" in host and host != "*" and not (host.startswith("*.") and "*" not in host[2:]):
         raise ValueError(
@@ -90,9 +87,7 @@ class ResolveOverrides:
         rules = list(rules or [])
         exact = [rule for rule in rules if "*" not in rule.host]
         # Longer wildcard suffixes are more specific, so they are tried first.
-        wildcards = sorted(
-            (rule for rule in rules if "*" in rule.host), key=lambda rule: -len(rule.host)
-        )
+        wildcards = sorted((rule for rule in rules if "*" in rule.host), key=lambda rule: -len(rule.host))
         self.rules = exact + wildcards
 
     @classmethod
@@ -130,9 +125,7 @@ class OverrideResolver(AbstractResolver):
                 # Created here because the default resolver binds the running loop.
                 self._fallback = DefaultResolver()
             return await self._fallback.resolve(host, port, family)
-        address_family = (
-            socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
-        )
+        address_family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
         return [
             ResolveResult(
                 hostname=host,

@@ -69,9 +69,7 @@ def load_or_create_key(state_dir: Path, key_type: str = "ec") -> tuple[PrivateKe
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as error:
-        raise ValueError(
-            f"invalid private key in {path}: {error}; delete the file to generate a new key"
-        ) from None
+        raise ValueError(f"invalid private key in {path}: {error}; delete the file to generate a new key") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
         raise ValueError(f"unsupported key type {type(key).__name__} in {path}: use EC or RSA")
     return key, False
@@ -84,9 +82,7 @@ def describe_key(key: PrivateKey) -> str:
 
 
 def _public_key_der(public_key) -> bytes:
-    return public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _common_names(name: x509.Name) -> list[str]:
@@ -181,9 +177,7 @@ def verify_certificate(
         )
     common_names = _common_names(leaf.subject)
     if common_names != [product_id]:
-        raise CertificateRejected(
-            f"the certificate subject CN is {common_names!r}, expected [{product_id!r}]"
-        )
+        raise CertificateRejected(f"the certificate subject CN is {common_names!r}, expected [{product_id!r}]")
 
     path = [leaf, *chain]
     for certificate in path:
@@ -208,9 +202,7 @@ def _check_validity(certificate: x509.Certificate, now: datetime) -> None:
             f"(device time {now:%Y-%m-%dT%H:%M:%SZ}): check the device clock"
         )
     if now > certificate.not_valid_after_utc:
-        raise CertificateRejected(
-            f"certificate {subject} expired at {certificate.not_valid_after_utc}"
-        )
+        raise CertificateRejected(f"certificate {subject} expired at {certificate.not_valid_after_utc}")
 
 
 def _check_issued_by(child: x509.Certificate, issuer: x509.Certificate) -> None:
@@ -222,14 +214,12 @@ def _check_issued_by(child: x509.Certificate, issuer: x509.Certificate) -> None:
         constraints = None
     if constraints is None or not constraints.ca:
         raise CertificateRejected(
-            f"certificate {issuer_subject} signs {child_subject} but is not a CA "
-            "(basicConstraints cA is not true)"
+            f"certificate {issuer_subject} signs {child_subject} but is not a CA (basicConstraints cA is not true)"
         )
     try:
         # Checks the issuer name and the signature with the issuer's public key.
         child.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature) as error:
         raise CertificateRejected(
-            f"certificate {child_subject} is not issued by {issuer_subject}: "
-            f"{error or type(error).__name__}"
+            f"certificate {child_subject} is not issued by {issuer_subject}: {error or type(error).__name__}"
         ) from None

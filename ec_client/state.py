@@ -91,9 +91,7 @@ def validate_product_id(product_id: str) -> None:
     try:
         uuid.UUID(serial)
     except ValueError:
-        raise ValueError(
-            f"invalid Product ID {product_id!r}: {serial!r} after the colon is not a UUID"
-        ) from None
+        raise ValueError(f"invalid Product ID {product_id!r}: {serial!r} after the colon is not a UUID") from None
 
 
 @dataclass(frozen=True)
@@ -120,9 +118,7 @@ def write_device(
     """
     validate_product_id(product_id)
     if not provision_url.startswith(("http://", "https://")):
-        raise ValueError(
-            f"invalid provision_url {provision_url!r}: expected an http:// or https:// URL"
-        )
+        raise ValueError(f"invalid provision_url {provision_url!r}: expected an http:// or https:// URL")
     if not access_key:
         raise ValueError(f"missing access_key for {product_id}: pass the provisioning access key")
     directory = Path(state_dir)
@@ -144,9 +140,7 @@ def load_device(state_dir: Path) -> DeviceConfig:
     try:
         document = json.loads(path.read_text())
     except FileNotFoundError:
-        raise StateError(
-            f"{path} not found: create it with ec_client.state.write_device()"
-        ) from None
+        raise StateError(f"{path} not found: create it with ec_client.state.write_device()") from None
     except (OSError, ValueError) as error:
         raise StateError(f"cannot read {path}: {error}") from error
     if not isinstance(document, dict):

@@ -171,9 +171,7 @@ class TunnelClient:
         healthy_after = min(self.backoff.cap, 60.0)
         while True:
             if self.certificate_not_after and datetime.now(UTC) >= self.certificate_not_after:
-                raise CertificateExpired(
-                    f"certificate expired at {self.certificate_not_after:%Y-%m-%dT%H:%M:%SZ}"
-                )
+                raise CertificateExpired(f"certificate expired at {self.certificate_not_after:%Y-%m-%dT%H:%M:%SZ}")
             started = time.monotonic()
             try:
                 await self._connect_and_serve()
@@ -234,9 +232,7 @@ class TunnelClient:
         finally:
             await self._close(writer)
 
-    async def _exchange_hello(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> dict[str, Any]:
+    async def _exchange_hello(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> dict[str, Any]:
         await self._send(
             writer,
             {
@@ -253,9 +249,7 @@ class TunnelClient:
             raise TunnelClosed(f"expected a hello reply, got type {reply.get('type')!r}")
         return reply
 
-    async def _serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hello: dict[str, Any]
-    ) -> None:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hello: dict[str, Any]) -> None:
         interval = _heartbeat_interval(hello, self.heartbeat_override)
         self.connections += 1
         self.connected.set()
@@ -274,9 +268,7 @@ class TunnelClient:
         heartbeat = asyncio.create_task(self._send_heartbeats(writer, interval))
         # A failed heartbeat write closes the connection, so the read below ends
         # at once instead of waiting for the idle timeout.
-        heartbeat.add_done_callback(
-            lambda task: writer.close() if not task.cancelled() and task.exception() else None
-        )
+        heartbeat.add_done_callback(lambda task: writer.close() if not task.cancelled() and task.exception() else None)
         try:
             idle_timeout = interval * MISSED_HEARTBEATS + 5.0
             while True:

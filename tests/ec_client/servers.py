@@ -49,13 +49,9 @@ class ThrowawayPki:
     def __init__(self) -> None:
         now = datetime.now(UTC)
         self.root_key = ec.generate_private_key(ec.SECP256R1())
-        self.root = self._ca(
-            _name("Test Root CA"), self.root_key, self.root_key, _name("Test Root CA"), now
-        )
+        self.root = self._ca(_name("Test Root CA"), self.root_key, self.root_key, _name("Test Root CA"), now)
         self.issuing_key = ec.generate_private_key(ec.SECP256R1())
-        self.issuing = self._ca(
-            _name("Test Issuing CA"), self.issuing_key, self.root_key, self.root.subject, now
-        )
+        self.issuing = self._ca(_name("Test Issuing CA"), self.issuing_key, self.root_key, self.root.subject, now)
 
     @staticmethod
     def _ca(subject, key, signer, issuer, now) -> x509.Certificate:
@@ -99,9 +95,7 @@ class ThrowawayPki:
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         )
         if dns_name:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False
-            )
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False)
         return builder.sign(self.issuing_key, hashes.SHA256())
 
     def issue_for_csr(self, csr_pem: str, **kwargs: Any) -> str:
@@ -198,9 +192,7 @@ class FakeZtsp:
         self.http_port = self._runner.addresses[0][1]
 
         context = self.pki.server_ssl_context(Path(self._folder.name))
-        self._tunnel_server = await asyncio.start_server(
-            self._tunnel_session, "127.0.0.1", 0, ssl=context
-        )
+        self._tunnel_server = await asyncio.start_server(self._tunnel_session, "127.0.0.1", 0, ssl=context)
         self.tunnel_port = self._tunnel_server.sockets[0].getsockname()[1]
         return self
 
@@ -330,9 +322,7 @@ class FakeZtsp:
 
     # -------------------------------------------------------------- tunnel
 
-    async def _tunnel_session(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def _tunnel_session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._tunnel_writers.add(writer)
         try:
             line = await reader.readline()
@@ -340,12 +330,7 @@ class FakeZtsp:
                 return
             peer = writer.get_extra_info("peercert") or {}
             common_name = next(
-                (
-                    value
-                    for rdn in peer.get("subject", ())
-                    for key, value in rdn
-                    if key == "commonName"
-                ),
+                (value for rdn in peer.get("subject", ()) for key, value in rdn if key == "commonName"),
                 None,
             )
             session = TunnelSession(hello=json.loads(line), peer_common_name=common_name)

@@ -16,6 +16,12 @@ def _pem(certificate) -> str:
     return certificate.public_bytes(serialization.Encoding.PEM).decode()
 
 
+async def _wait_until(condition, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.05)
+
+
 def _state(folder) -> dict:
     return json.loads((folder / "state.json").read_text())
 
@@ -65,9 +71,7 @@ def test_lookup_409_honors_retry_after(pki, tmp_path):
 
     async def scenario():
         async with FakeZtsp(pki) as ztsp:
-            ztsp.lookup_script = [
-                (409, {"code": "not_claimed", "detail": "not claimed yet"}, {"Retry-After": "1"})
-            ]
+            ztsp.lookup_script = [(409, {"code": "not_claimed", "detail": "not claimed yet"}, {"Retry-After": "1"})]
             make_device(folder, ztsp)
             return ztsp, await run_agent(folder, fast_options(ztsp))
 
@@ -85,9 +89,7 @@ def test_lookup_404_keeps_retrying(pki, tmp_path):
 
     async def scenario():
         async with FakeZtsp(pki) as ztsp:
-            ztsp.lookup_script = [
-                (404, {"code": "unknown_product", "detail": "Product ID not found"}, {})
-            ] * 100
+            ztsp.lookup_script = [(404, {"code": "unknown_product", "detail": "Product ID not found"}, {})] * 100
             make_device(folder, ztsp)
             options = fast_options(ztsp, backoff_max=0.2, deadline_seconds=1.5)
             return ztsp, await run_agent(folder, options)
@@ -162,9 +164,7 @@ def test_resume_polls_stored_request(pki, tmp_path):
         async with FakeZtsp(pki) as ztsp:
             ztsp.issue_after = 3600
             make_device(folder, ztsp)
-            first = await run_agent(
-                folder, fast_options(ztsp, wait_seconds=0, deadline_seconds=1.0)
-            )
+            first = await run_agent(folder, fast_options(ztsp, wait_seconds=0, deadline_seconds=1.0))
             counts = (ztsp.count("lookup"), ztsp.count("onboard"))
 
             ztsp.issue_after = 0
@@ -189,9 +189,7 @@ def test_restart_with_expired_certificate_onboards_again(pki, tmp_path):
             key = serialization.load_pem_private_key((folder / "key.pem").read_bytes(), None)
             expired = datetime.now(UTC) - timedelta(seconds=1)
             product_id = first.product_id
-            (folder / "cert.pem").write_text(
-                _pem(pki.issue(key.public_key(), product_id, not_after=expired))
-            )
+            (folder / "cert.pem").write_text(_pem(pki.issue(key.public_key(), product_id, not_after=expired)))
             second = await run_agent(folder, fast_options(ztsp))
             return ztsp, first, second
 
@@ -216,7 +214,7 @@ def test_rejected_with_keep_retrying_onboards_again(pki, tmp_path):
     ztsp, result = asyncio.run(scenario())
 
     assert result.phase == "onboard_requested"
-    assert "rejected by a test" in result.error
+    assert "deadline" in result.error
     assert ztsp.count("onboard") >= 2
     assert len(ztsp.requests) >= 2
 
@@ -415,12 +413,10 @@ def test_tunnel_reconnects_after_disconnect(pki, tmp_path):
         async with FakeZtsp(pki) as ztsp:
             make_device(folder, ztsp)
             agent = asyncio.create_task(run_agent(folder, fast_options(ztsp, hold_seconds=5)))
-            while not ztsp._tunnel_writers:
-                await asyncio.sleep(0.05)
+            await _wait_until(lambda: len(ztsp.sessions) == 1)
             for writer in list(ztsp._tunnel_writers):
                 writer.close()
-            while len(ztsp.sessions) < 2:
-                await asyncio.sleep(0.05)
+            await _wait_until(lambda: len(ztsp.sessions) == 2)
             agent.cancel()
             await asyncio.gather(agent, return_exceptions=True)
             return ztsp

@@ -96,9 +96,7 @@ def test_agent_cli_deadline_exits_one(pki, tmp_path):
         async with FakeZtsp(pki) as ztsp:
             ztsp.lookup_script = [(403, {"code": "disabled", "detail": "decommissioned"}, {})] * 50
             make_device(folder, ztsp)
-            process = await _start_cli(
-                "agent_main", str(folder), "--deadline", "1", "--backoff-max", "0.2"
-            )
+            process = await _start_cli("agent_main", str(folder), "--deadline", "1", "--backoff-max", "0.2")
             stdout, stderr = await process.communicate()
             return process.returncode, stdout, stderr
 
@@ -116,10 +114,9 @@ def test_agent_cli_sigint_exits_cleanly(pki, tmp_path):
         async with FakeZtsp(pki) as ztsp:
             make_device(folder, ztsp)
             process = await _start_cli("agent_main", str(folder), *_resolve_arguments(ztsp))
-            for _ in range(200):
-                if ztsp.sessions:
-                    break
-                await asyncio.sleep(0.05)
+            async with asyncio.timeout(15):
+                while not ztsp.sessions:
+                    await asyncio.sleep(0.05)
             process.send_signal(signal.SIGINT)
             stdout, stderr = await asyncio.wait_for(process.communicate(), 10)
             return process.returncode, stdout, stderr

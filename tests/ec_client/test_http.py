@@ -88,9 +88,7 @@ def test_resolve_override_reaches_named_host(pki):
     async def scenario():
         async with FakeZtsp(pki) as ztsp:
             port = ztsp.http_port
-            host = await _get_host_header(
-                f"acme.localhost:{port}:127.0.0.1", f"http://acme.localhost:{port}/echo-host"
-            )
+            host = await _get_host_header(f"acme.localhost:{port}:127.0.0.1", f"http://acme.localhost:{port}/echo-host")
             return host, port
 
     host, port = asyncio.run(scenario())
@@ -102,9 +100,7 @@ def test_resolve_wildcard_reaches_any_subdomain(pki):
     async def scenario():
         async with FakeZtsp(pki) as ztsp:
             port = ztsp.http_port
-            host = await _get_host_header(
-                f"*.localhost:{port}:127.0.0.1", f"http://globex.localhost:{port}/echo-host"
-            )
+            host = await _get_host_header(f"*.localhost:{port}:127.0.0.1", f"http://globex.localhost:{port}/echo-host")
             return host, port
 
     host, port = asyncio.run(scenario())

@@ -47,6 +47,29 @@ def _wait_for_port(port: int, process: subprocess.Popen, name: str, log: Path) -
     raise CommandError(f"The {name} did not listen on port {port} within {STARTUP_TIMEOUT} s; see {log}.")
 
 
+def _create_database_if_missing() -> bool:
+    """Create the configured database when the server has none of that name; return whether it did.
+
+    A new user points DATABASE_URL at a fresh server; PostgreSQL does not
+    create a database on first connection.
+    """
+    import psycopg
+    from psycopg import sql
+
+    db = settings.DATABASES["default"]
+    params = {"host": db["HOST"] or None, "port": db["PORT"] or None, "user": db["USER"] or None,
+              "password": db["PASSWORD"] or None}
+    try:
+        psycopg.connect(dbname=db["NAME"], **params).close()
+        return False
+    except psycopg.OperationalError as error:
+        if "does not exist" not in str(error):
+            raise CommandError(f"Cannot connect to PostgreSQL database {db['NAME']!r}: {error}") from error
+    with psycopg.connect(dbname="postgres", autocommit=True, **params) as connection:
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db["NAME"])))
+    return True
+
+
 class Command(BaseCommand):
     help = "Set up and run the Provision Server, Director, worker, tunnel gateway and a simulated EC fleet."
 
@@ -100,6 +123,8 @@ class Command(BaseCommand):
                 process.kill()
 
     def _run(self, ecs: int, exit_after: bool, timeout: float) -> bool:
+        if _create_database_if_missing():
+            self._say(f"Created database {settings.DATABASES['default']['NAME']}.")
         self._say("Migrating the database...")
         call_command("migrate_schemas", interactive=False, verbosity=0)
         call_command("bootstrap_deployment", verbosity=0)
@@ -198,7 +223,8 @@ class Command(BaseCommand):
             f"API docs:         http://localhost:{port}/api/docs/",
         ]
         for schema, _msp, _tags in seed.DEMO_TENANTS:
-            lines.append(f"Tenant {schema + ':':<9} http://{schema}.localhost:{port}/   user 'admin', password "
+            label = f"Tenant {schema}:"
+            lines.append(f"{label:<18}http://{schema}.localhost:{port}/   user 'admin', password "
                          f"'{accounts.passwords['tenant']}'")
         for slug, token in accounts.msp_tokens.items():
             lines.append(f"MSP {slug} user '{slug}-admin' (password '{accounts.passwords['msp']}'), API token "
