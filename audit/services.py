@@ -17,7 +17,7 @@ from audit.models import AuditEvent
 
 @dataclass(frozen=True)
 class Actor:
-    """Who performs an operation, and from which address."""
+    """The performer of an operation and its source address."""
 
     actor_type: str
     name: str

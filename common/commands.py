@@ -13,7 +13,7 @@ from audit.services import Actor
 
 
 def cli_actor() -> Actor:
-    """The actor of a management command: the operating-system user who ran it."""
+    """Return the actor of a management command: the operating-system user who ran it."""
     try:
         name = getpass.getuser()
     except (KeyError, OSError):

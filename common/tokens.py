@@ -3,9 +3,9 @@
 Keys we only need to check (provisioning access keys, tenant access keys at
 the Director, MSP API tokens) are stored as an HMAC-SHA256 under
 ``ZTSP_HASH_KEY`` and compared in constant time. A key has the shape
-``<prefix>_<id>_<secret>``: the prefix says what the key is for (so a leaked
-key is recognisable in logs or a repository scan), and the id is stored in
-clear to find the row without a scan.
+``<prefix>_<id>_<secret>``. The prefix names what the key is for, so a leaked
+key is recognisable in logs or a repository scan. The id is stored in clear to
+find the row without a scan.
 
 Secrets we must give back later (the tenant access key that the ZTP lookup
 returns, CA private keys) are encrypted with Fernet under ``ZTSP_DATA_KEYS``.

@@ -2,9 +2,9 @@
 
 Django's ASGI handler gives every request a thread for its synchronous
 middleware and signals, which would mean one parked thread per waiting EC.
-The long-poll route (``GET /api/v1/onboard/<uuid>``) is therefore answered
-here, before Django, by :func:`onboarding.longpoll.poll_onboard_request`;
-everything else goes to Django unchanged.
+So the long-poll route (``GET /api/v1/onboard/<uuid>``) is served here,
+before Django, by :func:`onboarding.longpoll.poll_onboard_request`. Every
+other request goes to Django unchanged.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 django_application = get_asgi_application()
 
 LONG_POLL_PATH = re.compile(r"^/api/v1/onboard/([0-9A-Fa-f-]{36})/?$")
-# Seconds a host-to-schema answer is reused; a new tenant domain is seen after at most this.
+# Seconds a host-to-schema lookup result is cached, so a new tenant domain is served after at most this.
 HOST_CACHE_SECONDS = 30
 _host_cache: dict[str, tuple[float, str | None]] = {}
 

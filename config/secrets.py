@@ -79,7 +79,7 @@ def _fill_from_dev_file(dev_file: Path, missing: list[str], found: dict[str, str
             changed = True
         found[name] = stored[name]
     if changed:
-        # Write with 0600 from the start: the file holds keys.
+        # Write with mode 0600 from the start because the file contains keys.
         fd = os.open(dev_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write("# Development secrets, generated once. Never use in production.\n")

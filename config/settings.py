@@ -22,9 +22,9 @@ ZTSP_ENV = env.str("ZTSP_ENV", default="development")
 PRODUCTION = ZTSP_ENV == "production"
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
-# Which halves of the system this process serves. The Provision Server is the
-# vendor's cloud side (products, MSPs, ZTP lookup); the Director serves tenants
-# (onboarding, PKI, tunnel). All-in-one is the default.
+# Roles this process serves. The Provision Server is the vendor's cloud side
+# (products, MSPs, ZTP lookup). The Director serves tenants (onboarding, PKI,
+# tunnel). All-in-one is the default.
 ZTSP_ROLES = set(env.list("ZTSP_ROLES", default=["provision", "director"]))
 PROVISION_ROLE = "provision" in ZTSP_ROLES
 DIRECTOR_ROLE = "director" in ZTSP_ROLES
@@ -47,8 +47,8 @@ ALLOWED_HOSTS = env.list(
 )
 # The public (Provision Server) host names, each mapped to the public schema.
 ZTSP_PUBLIC_HOSTS = env.list("ZTSP_PUBLIC_HOSTS", default=["localhost", "127.0.0.1"])
-# How many reverse proxies in front of us append to X-Forwarded-For; the client
-# address is taken that many hops from the right, never from the left.
+# Number of reverse proxies in front of us that append to X-Forwarded-For. The
+# client address is taken that many hops from the right, never from the left.
 ZTSP_TRUSTED_PROXY_COUNT = env.int("ZTSP_TRUSTED_PROXY_COUNT", default=0)
 
 SHARED_APPS = [
@@ -215,7 +215,7 @@ ZTSP_ISSUING_CA_DAYS = env.int("ZTSP_ISSUING_CA_DAYS", default=5 * 365)
 ZTSP_ROOT_CA_DAYS = env.int("ZTSP_ROOT_CA_DAYS", default=20 * 365)
 ZTSP_ORGANIZATION = env.str("ZTSP_ORGANIZATION", default="ZTSP Development")
 
-# Tunnel gateway: where it listens and what ECs are told to connect to.
+# Tunnel gateway: its listening address and the address sent to ECs.
 ZTSP_TUNNEL_BIND = env.str("ZTSP_TUNNEL_BIND", default="127.0.0.1")
 ZTSP_TUNNEL_PORT = env.int("ZTSP_TUNNEL_PORT", default=8443)
 ZTSP_TUNNEL_PUBLIC_HOST = env.str("ZTSP_TUNNEL_PUBLIC_HOST", default="localhost")

@@ -1,7 +1,7 @@
 """Demo data for a development machine, made through the real services.
 
 Accounts (vendor admin, two MSPs, three tenants and their admins) are made
-once and reused; their passwords are generated on first use and kept in
+once and reused. Their passwords are generated on first use and kept in
 ``.data/demo/credentials.json``. Every run adds a fresh batch of Product IDs
 from a manufacturing CSV that carries the quirks a factory file really has.
 """

@@ -2,7 +2,7 @@
 
 Each EC authenticates with the client certificate its tenant's issuing CA
 gave it. The certificate's Authority Key Identifier names the issuing CA and
-so the tenant: the tenant is never taken from anything the client says. The
+so the tenant. The tenant is never taken from anything the client sends. The
 certificate must be the tenant's active certificate for the Product ID in its
 subject, and the EC's ``hello`` must name that same Product ID.
 

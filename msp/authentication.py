@@ -1,4 +1,4 @@
-"""Who is calling the MSP API: an MSP (by API token or signed-in MSP user) or vendor staff."""
+"""Authentication of MSP API callers: an MSP (by API token or signed-in MSP user) or vendor staff."""
 
 from __future__ import annotations
 

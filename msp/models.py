@@ -47,7 +47,7 @@ class MSPApiToken(models.Model):
 
 
 class TenantRegistration(models.Model):
-    """A Director tenant as the Provision Server knows it: a URL and an access key.
+    """A Director tenant as the Provision Server records it: a URL and an access key.
 
     The access key is encrypted at rest because the ZTP lookup hands it to
     the tenant's ECs. The Provision Server never reads the Director's own

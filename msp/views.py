@@ -1,7 +1,7 @@
 """MSP REST API (Provision Server host) and the vendor's automation endpoints.
 
-Every MSP endpoint scopes its data through :func:`msp.authentication.msp_of`;
-an object of another MSP answers exactly like one that does not exist.
+Every MSP endpoint scopes its data through :func:`msp.authentication.msp_of`.
+An object of another MSP gets the same response as one that does not exist.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ def publish_request_changed(request_id, *, schema_name: str | None = None) -> No
         try:
             _client().publish(channel, "changed")
         except redis.RedisError as error:
-            # The waiter still sees the change when its wait times out.
+            # The waiter still reads the change when its wait times out.
             logger.warning("Could not publish change of onboard request %s in %s: %s", request_id, schema, error)
 
     transaction.on_commit(send)

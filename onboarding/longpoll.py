@@ -4,9 +4,9 @@ The core is one coroutine, :func:`poll_onboard_request`, used by two routes:
 the ASGI fast path in ``config.asgi`` (production: no Django middleware, no
 per-request thread) and the DRF view (WSGI, tests, the OpenAPI schema).
 
-While it waits it holds no thread and no database connection: database reads
-run briefly in a thread pool, and the wait itself is an ``asyncio.Event`` set
-by :class:`onboarding.events.OnboardEventHub`.
+While it waits it occupies no thread and no database connection. Database
+reads run briefly in a thread pool, and the wait itself is an
+``asyncio.Event`` set by :class:`onboarding.events.OnboardEventHub`.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ class Tag(models.Model):
 
 
 class EdgeController(models.Model):
-    """An Edge Controller as this tenant sees it, from its first onboard request on."""
+    """An Edge Controller as this tenant records it, from its first onboard request on."""
 
     class State(models.TextChoices):
         PENDING = "pending", "Waiting for approval"

@@ -79,8 +79,8 @@ def submit_onboard_request(raw_product_id: str, csr_pem: str, facts, *, source_a
     """Record an onboard request from an EC, or return the existing one for the same CSR.
 
     A new CSR for an EC that is already pending or onboarded is recorded with
-    ``conflict`` set for the admin to decide; it never replaces anything by
-    itself. Raises :class:`OnboardRejected` for a bad Product ID, facts or CSR,
+    ``conflict`` set, for the admin to decide. Until approved, it changes
+    nothing about the EC. Raises :class:`OnboardRejected` for a bad Product ID, facts or CSR,
     with nothing written.
     """
     try:

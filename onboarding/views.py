@@ -37,7 +37,7 @@ BEARER = OpenApiParameter("Authorization", str, OpenApiParameter.HEADER, require
 
 
 class OnboardView(APIView):
-    """``POST /api/v1/onboard``: an EC asks to be onboarded with its CSR."""
+    """``POST /api/v1/onboard``: an EC requests onboarding with its CSR."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
@@ -79,8 +79,8 @@ class OnboardView(APIView):
 class OnboardStatusView(APIView):
     """``GET /api/v1/onboard/<request_id>?wait=<seconds>``: long-poll for the result.
 
-    Under ASGI the fast path in ``config.asgi`` answers this route before
-    Django; this view serves the same contract elsewhere (WSGI, tests).
+    Under ASGI the fast path in ``config.asgi`` serves this route before
+    Django. This view serves the same contract elsewhere (WSGI, tests).
     """
 
     authentication_classes: list = []

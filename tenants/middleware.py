@@ -7,8 +7,8 @@ from config.api import error_response
 class TenantHostMiddleware(TenantMainMiddleware):
     """Select the schema from the Host header; unknown hosts get a JSON 404.
 
-    Django's host validation (ALLOWED_HOSTS) runs first; a rejected host is
-    answered the same way as an unknown one, so a scan learns nothing.
+    Django's host validation (ALLOWED_HOSTS) runs first. A rejected host gets
+    the same response as an unknown one, so a scan learns nothing.
     """
 
     def process_request(self, request):

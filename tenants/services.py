@@ -91,7 +91,7 @@ def create_hosted_tenant(*, name: str, schema_name: str, domain: str, actor: Act
     validate_new_tenant(schema_name, domain)
 
     new_key = tokens.make_key(TENANT_KEY_PREFIX)
-    # Schema creation commits on its own (DDL plus migrations); if a later
+    # Schema creation commits on its own (DDL plus migrations). If a later
     # step fails, the tenant row is removed again so the name can be reused.
     tenant = Tenant(
         schema_name=schema_name, name=name.strip(), owner_msp=owner_msp,

@@ -19,7 +19,7 @@ LAST_USED_WRITE_INTERVAL = timedelta(seconds=60)
 
 
 class AccessKeyRejected(Exception):
-    """The presented key is missing, unknown, revoked or expired; ``reason`` says which."""
+    """The presented key is missing, unknown, revoked or expired; ``reason`` names which."""
 
     def __init__(self, reason: str):
         self.reason = reason

@@ -6,10 +6,12 @@ imported; every bad row is reported with its line number and reason. The
 whole import is one transaction: a fatal error (an undecodable file) leaves
 nothing behind, and a re-import of the same file inserts nothing.
 
-Accepted quirks: a UTF-8 byte order mark, UTF-16 with a byte order mark, CRLF
-line ends, ``,``, ``;`` or tab delimiters, an optional header row naming a
-``product_id`` column, blank lines, surrounding spaces, braces around the
-UUID and any letter case.
+Accepted quirks:
+
+* a UTF-8 byte order mark, or UTF-16 with a byte order mark;
+* CRLF line ends and ``,``, ``;`` or tab delimiters;
+* an optional header row naming a ``product_id`` column;
+* blank lines, surrounding spaces, braces around the UUID and any letter case.
 """
 
 from __future__ import annotations

@@ -1,11 +1,16 @@
 """Run the whole system on this machine and drive simulated ECs through it.
 
-Steps: migrate, seed the demo accounts, import a factory CSV, start the web
-server, a Celery worker and the tunnel gateway, boot the simulated fleet
-before its products are mapped (so the ECs see "409, retry later"), map the
-products, approve the ECs as each tenant admin, and print a table once every
-EC's tunnel is up. ``--exit`` stops there with 0 only if every tunnel came up;
-otherwise everything keeps running until Ctrl-C.
+Steps:
+
+1. migrate, seed the demo accounts and import a factory CSV;
+2. start the web server, a Celery worker and the tunnel gateway;
+3. boot the simulated fleet before its products are mapped, so the ECs get
+   "409, retry later", then map the products;
+4. approve the ECs as each tenant admin, and print a table once every EC's
+   tunnel is up.
+
+With ``--exit`` the command stops there, with status 0 only if every tunnel
+came up. Otherwise everything keeps running until Ctrl-C.
 """
 
 from __future__ import annotations
