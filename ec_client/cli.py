@@ -34,8 +34,8 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="HOST:PORT:ADDRESS",
-        help="connect to ADDRESS for HOST:PORT without DNS, like curl --resolve; HOST may be "
-        "*.domain (e.g. *.localhost:8000:127.0.0.1); applies to HTTP and the tunnel; repeatable",
+        help="connect to ADDRESS for HOST:PORT without DNS, like curl --resolve. HOST may be "
+        "*.domain, e.g. *.localhost:8000:127.0.0.1. Applies to HTTP and the tunnel. Repeatable.",
     )
     parser.add_argument(
         "--deadline",
@@ -68,7 +68,7 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "--key-type",
         choices=KEY_TYPES,
         default="ec",
-        help="type of a newly generated key; an existing key.pem is always reused (default: %(default)s)",
+        help="type of a newly generated key. An existing key.pem is always reused (default: %(default)s)",
     )
     parser.add_argument(
         "--heartbeat",
@@ -114,7 +114,7 @@ def _configure_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # aiohttp and asyncio debug output would drown the agent's own lines.
+    # asyncio debug output would drown the agent's own lines.
     logging.getLogger("asyncio").setLevel(logging.WARNING)
 
 
@@ -172,7 +172,7 @@ def _raise_open_file_limit(needed: int) -> None:
     """Raise the soft limit on open files towards ``needed``.
 
     Every agent keeps a tunnel socket open. The hard limit set by the
-    administrator still applies, and a warning says when it is too low.
+    administrator still applies, and a warning is logged when it is too low.
     """
     try:
         import resource

@@ -50,7 +50,7 @@ class ResolveRule:
 def parse_resolve_rule(text: str) -> ResolveRule:
     """Parse a curl-style ``HOST:PORT:ADDRESS`` override, e.g. ``*.localhost:8000:127.0.0.1``.
 
-    ADDRESS is an IPv4 or IPv6 literal; an IPv6 one may be written in brackets.
+    ADDRESS is an IPv4 or IPv6 literal, and an IPv6 one may be written in brackets.
     Raises ValueError naming the bad part.
     """
     host, separator, rest = text.partition(":")

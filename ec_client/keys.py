@@ -50,8 +50,8 @@ def load_or_create_key(state_dir: Path, key_type: str = "ec") -> tuple[PrivateKe
 
     Returns the key and whether it was created now. An existing key is kept even
     if its type differs from ``key_type``, because the device identity must not
-    change across restarts. Raises ValueError if ``key.pem`` cannot be parsed;
-    deleting it then makes the next start generate a new key.
+    change across restarts. Raises ValueError if ``key.pem`` cannot be parsed.
+    Deleting the file makes the next start generate a new key.
     """
     path = state_dir / KEY_FILE
     try:

@@ -1,4 +1,4 @@
-"""The Edge Controller's persistent storage: the state folder that plays its eMMC.
+"""The Edge Controller's persistent storage: the state folder that stands in for its eMMC.
 
 The factory writes ``device.json`` (see :func:`write_device`). The agent writes
 the key, CSR, certificates and ``state.json`` beside it, so a restarted agent
@@ -214,7 +214,8 @@ def load_state(state_dir: Path) -> AgentState:
 
     known = {item.name for item in fields(AgentState)}
     state = AgentState(**{key: value for key, value in document.items() if key in known})
-    # A hand-edited file may hold other types; a dropped value is fetched again.
+    # A hand-edited file may contain other types. Dropping them is safe because
+    # the agent fetches a missing value again.
     for name in ("director_url", "tenant_access_key", "request_id", "poll_token", "tunnel_host"):
         if not isinstance(getattr(state, name), str | None):
             setattr(state, name, None)

@@ -114,7 +114,7 @@ def _heartbeat_interval(hello: dict[str, Any], override: float | None) -> float:
 
 
 class TunnelClient:
-    """Keeps one management tunnel open, reconnecting with backoff and jitter.
+    """Client that keeps one management tunnel open, reconnecting with backoff and jitter.
 
     ``on_connected`` is called with the server's hello each time a connection
     reaches that point, and ``on_disconnected`` with the reason each time a

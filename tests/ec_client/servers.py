@@ -148,8 +148,8 @@ class OnboardRequest:
 class FakeZtsp:
     """Provision Server, Director and tunnel server with scripted responses.
 
-    Scripts are lists of ``(status, body, headers)`` tuples consumed in order;
-    once a script is empty the normal response applies. Every request is logged
+    Scripts are lists of ``(status, body, headers)`` tuples consumed in order.
+    Once a script is empty, the normal response applies. Every request is logged
     in ``calls`` as ``(endpoint, monotonic time, Host header)``.
     """
 
