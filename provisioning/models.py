@@ -3,6 +3,57 @@ from django.db import models
 from django.utils import timezone
 
 
+class CredentialType(models.TextChoices):
+    PUBLIC_KEY = "public_key", "Public key"
+    SECRET_SHA256 = "secret_sha256", "SHA-256 of a secret"
+
+
+class ProductModel(models.Model):
+    """A model number in the vendor's catalogue.
+
+    While the catalogue has at least one entry, an import rejects rows whose
+    model is not in it; an empty catalogue accepts any well-formed model.
+    """
+
+    model_number = models.CharField(max_length=32, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.model_number
+
+
+class ImportBatch(models.Model):
+    """One run of the manufacturing import: who imported which file, when, with what result."""
+
+    class Status(models.TextChoices):
+        COMPLETED = "completed", "Completed"
+        DRY_RUN = "dry_run", "Dry run"
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=255)
+    source_name = models.CharField(max_length=255, blank=True)
+    # SHA-256 of the file's bytes, to recognise a file imported again.
+    source_sha256 = models.CharField(max_length=64, blank=True, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETED)
+    rows = models.PositiveIntegerField(default=0)
+    inserted = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    allocated_to = models.ForeignKey("msp.MSP", null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    allocated = models.PositiveIntegerField(default=0)
+    seconds = models.FloatField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "import batches"
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.source_name or 'import'} by {self.created_by}"
+
+
 class Product(models.Model):
     """An Edge Controller known to the vendor, identified by its Product ID.
 
@@ -39,8 +90,23 @@ class Product(models.Model):
     last_lookup_address = models.GenericIPAddressField(null=True, blank=True)
     last_facts = models.JSONField(default=dict, blank=True)
 
+    # Data from the manufacturing line.
+    serial_number = models.CharField(max_length=64, blank=True)
+    # A per-device credential: a public key (PEM) or the SHA-256 of a secret
+    # (hex); the secret itself never reaches the Provision Server.
+    credential_type = models.CharField(max_length=16, choices=CredentialType.choices, blank=True)
+    credential = models.TextField(blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    import_batch = models.ForeignKey("ImportBatch", null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="products")
+
     class Meta:
-        indexes = [models.Index(fields=["msp", "claimed_at"])]
+        indexes = [
+            models.Index(fields=["msp", "claimed_at"]),
+            # Prefix search by Product ID in the admin (LIKE 'EC100:7c9e%').
+            models.Index(fields=["product_id"], name="product_id_prefix", opclasses=["varchar_pattern_ops"]),
+            models.Index(fields=["model_number", "state"]),
+        ]
         constraints = [
             # A product is claimed only by the MSP it was allocated to, and
             # mapped only once claimed.

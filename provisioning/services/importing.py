@@ -1,50 +1,54 @@
-"""Importing Product IDs from a manufacturing CSV.
+"""Importing Product IDs from a manufacturing CSV, at the scale of a factory line.
 
-The file is streamed, so memory grows with the number of distinct Product IDs
-seen (for duplicate detection), not with the file size. Every good row is
-imported; every bad row is reported with its line number and reason. The
-whole import is one transaction: a fatal error (an undecodable file) leaves
-nothing behind, and a re-import of the same file inserts nothing.
+Python reads the file once, row by row, checks each Product ID with
+:func:`provisioning.product_ids.canonical_parts` and streams every non-blank
+row into a temporary staging table with PostgreSQL ``COPY``. The merge then
+happens in a few set-based statements: duplicates within the file, conflicts
+with stored products, unknown models, inserts of new products and the
+optional allocation to an MSP. Memory therefore stays flat whatever the file
+size; the staging table, not Python, holds the rows.
 
-Accepted quirks:
-
-* a UTF-8 byte order mark, or UTF-16 with a byte order mark;
-* CRLF line ends and ``,``, ``;`` or tab delimiters;
-* an optional header row naming a ``product_id`` column;
-* blank lines, surrounding spaces, braces around the UUID and any letter case.
+Every good row is imported and every bad row is reported with its line number
+and reason, in the report and, when asked, in an error report file. The whole
+import is one transaction: a fatal error (an undecodable file, an ambiguous
+header) leaves nothing behind, and importing the same file again inserts
+nothing.
 """
 
 from __future__ import annotations
 
-import codecs
+import base64
+import binascii
 import csv
-import io
-import itertools
+import hashlib
+import json
 import logging
-import uuid
-from collections.abc import Iterator
+import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
-from django.db import transaction
-from django.utils import timezone
+from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
+from django.db import connection, transaction
 
 from audit.services import Actor, record_event
-from provisioning.models import Product
-from provisioning.product_ids import InvalidProductId, ProductId, parse_product_id
+from provisioning.models import CredentialType, ImportBatch
+from provisioning.product_ids import InvalidProductId, canonical_parts
+from provisioning.services.csv_reading import ImportFileError, ManufacturingRows, ProductIdColumn
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 5000
-HEADER_NAMES = {"product_id", "productid", "product id"}
+__all__ = ["ImportFileError", "ImportReport", "ProductIdColumn", "RejectedRow", "import_products"]
+
 MAX_FIELD_CHARS = 1024
-# The csv module rejects a longer field as a whole-file error; up to this
-# size a too-long value is instead rejected as one bad row.
-MAX_CSV_FIELD_CHARS = 1024 * 1024
-
-
-class ImportFileError(Exception):
-    """The file as a whole cannot be read; nothing was imported."""
+MAX_PUBLIC_KEY_CHARS = 8192
+MAX_METADATA_VALUE_CHARS = 256
+# Rejections kept in memory for the caller; the error report file gets all of them.
+MAX_REJECTIONS_IN_REPORT = 1000
+SECRET_SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
+# Progress callbacks run at most this often (seconds).
+PROGRESS_INTERVAL = 0.5
 
 
 @dataclass
@@ -59,208 +63,337 @@ class ImportReport:
     rows: int = 0
     inserted: int = 0
     unchanged: int = 0
+    updated: int = 0
+    rejected_count: int = 0
     blank_lines: int = 0
+    allocated: int = 0
+    # The first MAX_REJECTIONS_IN_REPORT rejections, in line order.
     rejected: list[RejectedRow] = field(default_factory=list)
     dry_run: bool = False
+    batch_id: int | None = None
+    seconds: float = 0.0
 
     def summary(self) -> str:
         mode = " (dry run, nothing written)" if self.dry_run else ""
+        updated = f", {self.updated} updated" if self.updated else ""
+        allocated = f", {self.allocated} allocated" if self.allocated else ""
         return (
-            f"{self.rows} rows: {self.inserted} inserted, {self.unchanged} already present, "
-            f"{len(self.rejected)} rejected, {self.blank_lines} blank lines skipped{mode}"
+            f"{self.rows} rows: {self.inserted} inserted, {self.unchanged} already present{updated}, "
+            f"{self.rejected_count} rejected, {self.blank_lines} blank lines skipped{allocated}{mode}"
         )
 
 
-def _decoded_lines(stream: BinaryIO) -> Iterator[str]:
-    """Yield the text lines of ``stream``, each with its line end.
-
-    UTF-8 is decoded line by line, so a decoding error names the line that
-    holds the bad byte. UTF-16 needs its byte order mark and is decoded by
-    the codec as a whole.
-    """
-    head = stream.read(4)
-    if head.startswith(codecs.BOM_UTF16_LE) or head.startswith(codecs.BOM_UTF16_BE):
-        # The utf-16 codec reads the byte order mark itself.
-        text = io.TextIOWrapper(io.BufferedReader(_Prefixed(head, stream)), encoding="utf-16", newline="")
-        number = 0
-        try:
-            for number, line in enumerate(text, start=1):  # noqa: B007 - used in the error below
-                yield line
-        except UnicodeDecodeError as error:
-            raise ImportFileError(f"line {number + 1} is not valid UTF-16: {error.reason}") from error
-        return
-
-    skip = len(codecs.BOM_UTF8) if head.startswith(codecs.BOM_UTF8) else 0
-    raw = io.BufferedReader(_Prefixed(head[skip:], stream))
-    # A newline byte never occurs inside a UTF-8 multi-byte sequence, so
-    # splitting the bytes on it first is safe.
-    for number, raw_line in enumerate(raw, start=1):
-        try:
-            yield raw_line.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise ImportFileError(
-                f"line {number} is not valid UTF-8 (byte {error.start + 1} of the line); "
-                "save the file as UTF-8 or UTF-16 with a byte order mark"
-            ) from error
-
-
-class _Prefixed(io.RawIOBase):
-    """A raw stream that yields ``prefix`` and then the rest of ``stream``."""
-
-    def __init__(self, prefix: bytes, stream: BinaryIO):
-        self._prefix = prefix
-        self._stream = stream
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        if self._prefix:
-            size = min(len(buffer), len(self._prefix))
-            buffer[:size] = self._prefix[:size]
-            self._prefix = self._prefix[size:]
-            return size
-        chunk = self._stream.read(len(buffer))
-        buffer[: len(chunk)] = chunk
-        return len(chunk)
-
-
-def _sniff_delimiter(line: str) -> str:
-    counts = {delimiter: line.count(delimiter) for delimiter in (",", ";", "\t")}
-    best = max(counts, key=counts.get)
-    return best if counts[best] else ","
-
-
-def _rows(lines: Iterator[str]) -> Iterator[tuple[int, list[str]]]:
-    """Yield (line number, cells) for each row; line numbers count physical lines from 1."""
-    # The delimiter is guessed from the first line that has any content.
-    leading: list[str] = []
-    for line in lines:
-        leading.append(line)
-        if line.strip():
-            break
-    delimiter = _sniff_delimiter(leading[-1]) if leading else ","
-    csv.field_size_limit(MAX_CSV_FIELD_CHARS)
-    reader = csv.reader(itertools.chain(leading, lines), delimiter=delimiter)
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as error:
-            raise ImportFileError(f"line {reader.line_num}: {error}") from error
-        yield reader.line_num, cells
-
-
-class ProductIdColumn:
-    """Iterate over the Product ID cells of a CSV: ``(line number, raw value)``.
-
-    Skips blank lines (counted in ``blank_lines``) and a header row; the header
-    may put ``product_id`` in any column, otherwise the first column is used.
-    """
+class _CountingStream:
+    """Wraps a binary stream to count the bytes read, for progress reports."""
 
     def __init__(self, stream: BinaryIO):
-        self._lines = _decoded_lines(stream)
-        self.blank_lines = 0
+        self._stream = stream
+        self.bytes_read = 0
 
-    def __iter__(self) -> Iterator[tuple[int, str]]:
-        column = 0
-        header_seen = False
-        for line, cells in _rows(self._lines):
-            if not any(cell.strip() for cell in cells):
-                self.blank_lines += 1
-                continue
-            if not header_seen:
-                header_seen = True
-                names = [cell.strip().lower() for cell in cells]
-                matches = [index for index, name in enumerate(names) if name in HEADER_NAMES]
-                if matches:
-                    column = matches[0]
-                    continue
-            yield line, cells[column] if column < len(cells) else ""
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._stream.read(size)
+        self.bytes_read += len(chunk)
+        return chunk
 
 
-def import_products(stream: BinaryIO, *, actor: Actor, dry_run: bool = False,
-                    batch_size: int = BATCH_SIZE) -> ImportReport:
-    """Import the Product IDs of a manufacturing CSV read from ``stream`` (bytes).
+STAGING_TABLE = """
+CREATE TEMPORARY TABLE import_staging (
+    line integer NOT NULL,
+    raw text NOT NULL,
+    product_id text,
+    model_number text,
+    uuid uuid,
+    serial_number text NOT NULL DEFAULT '',
+    credential_type text NOT NULL DEFAULT '',
+    credential text NOT NULL DEFAULT '',
+    metadata jsonb NOT NULL DEFAULT '{}',
+    reason text
+) ON COMMIT DROP
+"""
 
-    Raises :class:`ImportFileError` for a file that cannot be read at all; row
-    problems never raise, they are listed in the report.
-    """
-    report = ImportReport(dry_run=dry_run)
-    cells = ProductIdColumn(stream)
-    # UUID -> (first line, model number): a UUID names one device whatever its model.
-    first_seen: dict[uuid.UUID, tuple[int, str]] = {}
-    batch: list[tuple[int, str, ProductId]] = []
 
-    with transaction.atomic():
-        for line, raw in cells:
+def _public_key_pem(value: str) -> str:
+    """Return ``value`` (PEM or base64 DER of a SubjectPublicKeyInfo) as PEM, or raise ValueError."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    text = value.strip()
+    if len(text) > MAX_PUBLIC_KEY_CHARS:
+        raise ValueError(f"public key longer than {MAX_PUBLIC_KEY_CHARS} characters")
+    try:
+        if text.startswith("-----BEGIN"):
+            key = load_pem_public_key(text.replace("\\n", "\n").encode())
+        else:
+            key = load_der_public_key(base64.b64decode(text, validate=True))
+    except (ValueError, TypeError, binascii.Error) as error:
+        raise ValueError("public key is neither a PEM nor a base64 DER public key") from error
+    return key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def _optional_columns(rows: ManufacturingRows, cells: list[str]) -> tuple[str, str, str, dict]:
+    """Return (serial number, credential type, credential, metadata) of a row; raise ValueError when bad."""
+
+    def cell(name: str) -> str:
+        index = rows.columns.get(name)
+        return cells[index].strip() if index is not None and index < len(cells) else ""
+
+    serial = cell("serial_number")
+    if len(serial) > 64:
+        raise ValueError("serial number longer than 64 characters")
+    public_key = cell("public_key")
+    secret_hash = cell("secret_sha256")
+    if public_key and secret_hash:
+        raise ValueError("both public_key and secret_sha256 are set; give one credential per device")
+    credential_type, credential = "", ""
+    if public_key:
+        credential_type, credential = CredentialType.PUBLIC_KEY, _public_key_pem(public_key)
+    elif secret_hash:
+        if not SECRET_SHA256_RE.fullmatch(secret_hash):
+            raise ValueError("secret_sha256 is not 64 hexadecimal digits")
+        credential_type, credential = CredentialType.SECRET_SHA256, secret_hash.lower()
+    metadata = {}
+    for name, index in rows.extra_columns.items():
+        value = cells[index].strip() if index < len(cells) else ""
+        if value:
+            if len(value) > MAX_METADATA_VALUE_CHARS:
+                raise ValueError(f"column {name!r} is longer than {MAX_METADATA_VALUE_CHARS} characters")
+            metadata[name] = value
+    return serial, credential_type, credential, metadata
+
+
+def _stage_rows(cursor, rows: ManufacturingRows, report: ImportReport,
+                progress: Callable[[int, int], None] | None, counter: _CountingStream) -> None:
+    """Check every row and COPY it into the staging table; bad rows carry their reason."""
+    last_progress = time.monotonic()
+    with cursor.copy(
+        "COPY import_staging (line, raw, product_id, model_number, uuid, serial_number, credential_type, "
+        "credential, metadata, reason) FROM STDIN"
+    ) as copy:
+        for line, cells in rows:
             report.rows += 1
+            column = rows.columns["product_id"]
+            raw = cells[column] if column < len(cells) else ""
             if len(raw) > MAX_FIELD_CHARS:
-                report.rejected.append(RejectedRow(line, raw[:40] + "...", "value too long"))
+                copy.write_row((line, raw[:40] + "...", None, None, None, "", "", "", "{}", "value too long"))
                 continue
             try:
-                product_id = parse_product_id(raw)
+                model, uuid_text = canonical_parts(raw)
             except InvalidProductId as error:
-                report.rejected.append(RejectedRow(line, raw.strip(), error.reason))
+                copy.write_row((line, raw.strip(), None, None, None, "", "", "", "{}", error.reason))
                 continue
-
-            earlier = first_seen.get(product_id.uuid)
-            if earlier is not None:
-                first_line, model = earlier
-                reason = (f"duplicate of line {first_line}" if model == product_id.model_number
-                          else f"UUID already used with model {model} on line {first_line}")
-                report.rejected.append(RejectedRow(line, raw.strip(), reason))
+            declared_model = rows.columns.get("model")
+            if declared_model is not None and declared_model < len(cells):
+                stated = cells[declared_model].strip().upper()
+                if stated and stated != model:
+                    copy.write_row((line, raw.strip(), None, None, None, "", "", "", "{}",
+                                    f"model column {stated} does not match the Product ID's model {model}"))
+                    continue
+            try:
+                serial, credential_type, credential, metadata = _optional_columns(rows, cells)
+            except ValueError as error:
+                copy.write_row((line, raw.strip(), None, None, None, "", "", "", "{}", str(error)))
                 continue
-            first_seen[product_id.uuid] = (line, product_id.model_number)
-            batch.append((line, raw.strip(), product_id))
-            if len(batch) >= batch_size:
-                _write_batch(batch, report)
-                batch = []
-        if batch:
-            _write_batch(batch, report)
-        report.blank_lines = cells.blank_lines
+            copy.write_row((line, raw.strip(), f"{model}:{uuid_text}", model, uuid_text, serial, credential_type,
+                            credential, json.dumps(metadata), None))
 
-        record_event(
-            "products.import",
-            actor=actor,
-            object_type="import",
-            object_id=timezone.now().isoformat(),
-            details={
-                "rows": report.rows,
-                "inserted": report.inserted,
-                "unchanged": report.unchanged,
-                "rejected": len(report.rejected),
-                "dry_run": dry_run,
-            },
-        )
+            if progress and time.monotonic() - last_progress > PROGRESS_INTERVAL:
+                progress(counter.bytes_read, report.rows)
+                last_progress = time.monotonic()
+    report.blank_lines = rows.blank_lines
+
+
+# The merge, one statement per step. Each step only looks at rows that no
+# earlier step rejected (reason IS NULL).
+MERGE_STEPS = [
+    # Later rows with a UUID seen on an earlier line of the file.
+    """
+    UPDATE import_staging s
+    SET reason = CASE WHEN f.model_number = s.model_number THEN 'duplicate of line ' || f.line
+                      ELSE 'UUID already used with model ' || f.model_number || ' on line ' || f.line END
+    FROM (SELECT DISTINCT ON (uuid) uuid, line, model_number FROM import_staging
+          WHERE reason IS NULL ORDER BY uuid, line) f
+    WHERE s.reason IS NULL AND s.uuid = f.uuid AND s.line <> f.line
+    """,
+    # Models outside the catalogue, while the catalogue has entries.
+    """
+    UPDATE import_staging s SET reason = 'unknown model ' || s.model_number || '; add it to the model catalogue'
+    WHERE s.reason IS NULL AND EXISTS (SELECT 1 FROM provisioning_productmodel)
+      AND NOT EXISTS (SELECT 1 FROM provisioning_productmodel m WHERE m.model_number = s.model_number)
+    """,
+    # UUIDs the Provision Server already has under another model.
+    """
+    UPDATE import_staging s
+    SET reason = 'UUID already registered with model ' || p.model_number || '; fix the model number'
+    FROM provisioning_product p
+    WHERE s.reason IS NULL AND p.uuid = s.uuid AND p.model_number <> s.model_number
+    """,
+]
+
+# Stored products whose manufacturing data the file states differently. A
+# blank cell never counts as a difference.
+DIFFERS = """
+    (s.serial_number <> '' AND s.serial_number <> p.serial_number)
+    OR (s.credential_type <> '' AND (s.credential_type <> p.credential_type OR s.credential <> p.credential))
+    OR (s.metadata <> '{}'::jsonb AND NOT (p.metadata @> s.metadata))
+"""
+
+
+def _merge(cursor, *, update: bool, batch_id: int | None, report: ImportReport) -> None:
+    for statement in MERGE_STEPS:
+        cursor.execute(statement)
+
+    if update:
+        cursor.execute(f"""
+            UPDATE provisioning_product p
+            SET serial_number = CASE WHEN s.serial_number <> '' THEN s.serial_number ELSE p.serial_number END,
+                credential_type = CASE WHEN s.credential_type <> '' THEN s.credential_type
+                                       ELSE p.credential_type END,
+                credential = CASE WHEN s.credential_type <> '' THEN s.credential ELSE p.credential END,
+                metadata = p.metadata || s.metadata
+            FROM import_staging s
+            WHERE s.reason IS NULL AND p.uuid = s.uuid AND ({DIFFERS})
+        """)  # noqa: S608 - constant SQL, no input
+        report.updated = cursor.rowcount
+    else:
+        cursor.execute(f"""
+            UPDATE import_staging s
+            SET reason = 'differs from the stored product (serial number, credential or metadata); '
+                         || 'import with --update to correct it'
+            FROM provisioning_product p
+            WHERE s.reason IS NULL AND p.uuid = s.uuid AND ({DIFFERS})
+        """)  # noqa: S608 - constant SQL, no input
+
+    cursor.execute("""
+        INSERT INTO provisioning_product
+            (product_id, model_number, uuid, state, created_at, last_facts, serial_number, credential_type,
+             credential, metadata, import_batch_id)
+        SELECT s.product_id, s.model_number, s.uuid, 'active', now(), '{}', s.serial_number, s.credential_type,
+               s.credential, s.metadata, %s
+        FROM import_staging s
+        WHERE s.reason IS NULL AND NOT EXISTS (SELECT 1 FROM provisioning_product p WHERE p.uuid = s.uuid)
+        ON CONFLICT DO NOTHING
+    """, [batch_id])
+    report.inserted = cursor.rowcount
+
+    cursor.execute("SELECT count(*) FROM import_staging WHERE reason IS NULL")
+    accepted = cursor.fetchone()[0]
+    report.unchanged = accepted - report.inserted - report.updated
+
+
+def _allocate(cursor, msp, *, report: ImportReport) -> None:
+    """Allocate every accepted row's product to ``msp``; rows held by another MSP are rejected."""
+    cursor.execute("""
+        UPDATE provisioning_product p SET msp_id = %s, allocated_at = now()
+        FROM import_staging s
+        WHERE s.reason IS NULL AND p.uuid = s.uuid AND p.msp_id IS NULL
+    """, [msp.pk])
+    report.allocated = cursor.rowcount
+    cursor.execute("""
+        UPDATE import_staging s
+        SET reason = 'imported, but already allocated to another MSP; not allocated to ' || %s
+        FROM provisioning_product p
+        WHERE s.reason IS NULL AND p.uuid = s.uuid AND p.msp_id <> %s
+    """, [msp.slug, msp.pk])
+
+
+def _collect_rejections(cursor, report: ImportReport, error_report: TextIO | None) -> None:
+    cursor.execute("SELECT count(*) FROM import_staging WHERE reason IS NOT NULL")
+    report.rejected_count = cursor.fetchone()[0]
+    if not report.rejected_count:
+        return
+    writer = csv.writer(error_report) if error_report is not None else None
+    if writer:
+        writer.writerow(["line", "value", "reason"])
+    cursor.execute("SELECT line, raw, reason FROM import_staging WHERE reason IS NOT NULL ORDER BY line")
+    while True:
+        chunk = cursor.fetchmany(5000)
+        if not chunk:
+            break
+        for line, raw, reason in chunk:
+            if len(report.rejected) < MAX_REJECTIONS_IN_REPORT:
+                report.rejected.append(RejectedRow(line, raw, reason))
+            if writer:
+                writer.writerow([line, raw, reason])
+        if not writer and len(report.rejected) >= MAX_REJECTIONS_IN_REPORT:
+            break
+
+
+def import_products(stream: BinaryIO, *, actor: Actor, dry_run: bool = False, allocate_to=None,
+                    update: bool = False, source_name: str = "", error_report: TextIO | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> ImportReport:
+    """Import the products of a manufacturing CSV read from ``stream`` (bytes).
+
+    ``allocate_to`` (an MSP) also allocates every accepted product that no
+    MSP holds yet. ``update`` lets the file correct the serial number,
+    credential and metadata of stored products; without it such rows are
+    rejected. ``error_report`` receives every rejection as CSV
+    (line, value, reason). ``progress`` is called with (bytes read, rows
+    read) while the file is read.
+
+    Raises :class:`ImportFileError` for a file that cannot be read at all;
+    row problems never raise, they are listed in the report.
+    """
+    started = time.monotonic()
+    report = ImportReport(dry_run=dry_run)
+    hashing = _HashingStream(stream)
+    counter = _CountingStream(hashing)
+    rows = ManufacturingRows(counter)
+
+    with transaction.atomic():
+        batch = ImportBatch.objects.create(created_by=actor.name, source_name=source_name[:255],
+                                           status=ImportBatch.Status.DRY_RUN if dry_run else
+                                           ImportBatch.Status.COMPLETED, allocated_to=allocate_to)
+        report.batch_id = batch.pk
+        with connection.cursor() as wrapper:
+            cursor = wrapper.cursor
+            # ON COMMIT DROP is not enough inside an outer transaction (a caller's
+            # atomic block, a test), so the table is also dropped explicitly.
+            cursor.execute("DROP TABLE IF EXISTS import_staging")
+            cursor.execute(STAGING_TABLE)
+            _stage_rows(cursor, rows, report, progress, counter)
+            if progress:
+                progress(counter.bytes_read, report.rows)
+            cursor.execute("CREATE INDEX ON import_staging (uuid)")
+            cursor.execute("ANALYZE import_staging")
+            _merge(cursor, update=update, batch_id=batch.pk, report=report)
+            if allocate_to is not None:
+                _allocate(cursor, allocate_to, report=report)
+            _collect_rejections(cursor, report, error_report)
+            cursor.execute("DROP TABLE import_staging")
+
+        report.seconds = time.monotonic() - started
+        batch.source_sha256 = hashing.hexdigest()
+        for name in ("rows", "inserted", "unchanged", "updated", "allocated", "seconds"):
+            setattr(batch, name, getattr(report, name))
+        batch.rejected = report.rejected_count
+        batch.save()
+        details = {"batch": batch.pk, "source": source_name, "rows": report.rows, "inserted": report.inserted,
+                   "unchanged": report.unchanged, "updated": report.updated,
+                   "rejected": report.rejected_count, "dry_run": dry_run}
+        record_event("products.import", actor=actor, object_type="import_batch", object_id=str(batch.pk),
+                     details=details)
+        if allocate_to is not None and report.allocated:
+            record_event("product.allocate", actor=actor, object_type="import_batch", object_id=str(batch.pk),
+                         msp_id=allocate_to.pk, details={"allocated": report.allocated})
         if dry_run:
             transaction.set_rollback(True)
 
-    logger.info("Product import by %s: %s", actor.name, report.summary())
+    logger.info("Product import %s by %s from %r: %s in %.1f s", batch.pk, actor.name, source_name,
+                report.summary(), report.seconds)
     return report
 
 
-def _write_batch(batch: list[tuple[int, str, ProductId]], report: ImportReport) -> None:
-    existing = dict(
-        Product.objects.filter(uuid__in=[product_id.uuid for _, _, product_id in batch]).values_list(
-            "uuid", "model_number"
-        )
-    )
-    new_rows = []
-    for line, raw, product_id in batch:
-        known_model = existing.get(product_id.uuid)
-        if known_model is None:
-            new_rows.append(
-                Product(product_id=str(product_id), model_number=product_id.model_number, uuid=product_id.uuid)
-            )
-        elif known_model == product_id.model_number:
-            report.unchanged += 1
-        else:
-            report.rejected.append(
-                RejectedRow(line, raw, f"UUID already registered with model {known_model}; fix the model number")
-            )
-    # ignore_conflicts: a concurrent import of the same IDs must not fail this one.
-    # NOTE: such a concurrent insert is still counted as inserted here.
-    Product.objects.bulk_create(new_rows, ignore_conflicts=True)
-    report.inserted += len(new_rows)
+class _HashingStream:
+    """Wraps a binary stream to compute the SHA-256 of everything read."""
+
+    def __init__(self, stream: BinaryIO):
+        self._stream = stream
+        self._digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._stream.read(size)
+        self._digest.update(chunk)
+        return chunk
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
