@@ -8,7 +8,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     ZTSP_ENV=production \
     ZTSP_EMBEDDED=0 \
-    DJANGO_SETTINGS_MODULE=config.settings
+    DJANGO_SETTINGS_MODULE=config.settings \
+    DJANGO_STATIC_ROOT=/app/static
 
 RUN apt-get update \
     && apt-get install --yes --no-install-recommends openssl \
@@ -29,7 +30,10 @@ COPY gateway ./gateway
 COPY audit ./audit
 COPY ec_client ./ec_client
 COPY manage.py ./
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir . \
+    && DJANGO_SECRET_KEY=build ZTSP_DATA_KEYS=$(python -c "import base64,os;print(base64.urlsafe_b64encode(os.urandom(32)).decode())") \
+       ZTSP_HASH_KEY=build DATABASE_URL=postgres://unused/unused REDIS_URL=redis://unused \
+       python manage.py collectstatic --noinput
 
 USER ztsp
 EXPOSE 8000 8443

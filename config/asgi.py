@@ -69,7 +69,9 @@ def _header(scope, name: bytes) -> str | None:
 
 async def _send_json(send, status: int, body: dict, headers: dict) -> None:
     payload = json.dumps(body).encode()
-    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                   # The same headers Django's SecurityMiddleware adds to other responses.
+                   (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin")]
     raw_headers += [(name.lower().encode(), str(value).encode()) for name, value in headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": payload})
@@ -92,6 +94,41 @@ async def long_poll(scope, receive, send, request_id: str) -> None:
     await _send_json(send, result.status, result.body, result.headers)
 
 
+async def with_content_length(scope, receive, send):
+    """Buffer a chunked request body so Django sees a Content-Length.
+
+    Django's ASGI request reads only as many bytes as Content-Length says, so
+    a chunked body would arrive empty. The body is bounded by the same limit
+    as any other request body; a larger one gets 413 at once.
+    """
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        body += message.get("body", b"")
+        if len(body) > limit:
+            await _send_json(send, 413, {"code": "body_too_large",
+                                         "detail": f"The request body exceeds the limit of {limit} bytes; "
+                                                   "send a smaller body."}, {})
+            return None
+        if not message.get("more_body"):
+            break
+    headers = [(key, value) for key, value in scope["headers"] if key != b"transfer-encoding"]
+    headers.append((b"content-length", str(len(body)).encode()))
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+        return await receive()
+
+    return {**scope, "headers": headers}, replay
+
+
 async def application(scope, receive, send):
     if scope["type"] == "http" and scope["method"] == "GET":
         match = LONG_POLL_PATH.match(scope["path"])
@@ -103,4 +140,9 @@ async def application(scope, receive, send):
                 await _send_json(send, 500, {"code": "server_error",
                                              "detail": "The server failed to answer the poll; retry."}, {})
             return
+    if scope["type"] == "http" and _header(scope, b"transfer-encoding") and not _header(scope, b"content-length"):
+        buffered = await with_content_length(scope, receive, send)
+        if buffered is None:
+            return
+        scope, receive = buffered
     await django_application(scope, receive, send)

@@ -67,6 +67,7 @@ SHARED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
 ]
 # Tenant admins live in their tenant's schema, so a login of tenant A does not
 # exist at tenant B.
@@ -91,8 +92,10 @@ DEFAULT_NOT_FOUND_TENANT_VIEW = "config.api.unknown_host_view"
 TENANT_CREATION_FAKES_MIGRATIONS = False
 
 MIDDLEWARE = [
-    "tenants.middleware.TenantHostMiddleware",
+    # Static files are served before the tenant lookup: they need no schema.
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "tenants.middleware.TenantHostMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -178,7 +181,13 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=BASE_DIR / ".data" / "static")
+# Only the production image collects static files (to DJANGO_STATIC_ROOT).
+STATIC_ROOT = env.str("DJANGO_STATIC_ROOT", default="") or None
+# WhiteNoise serves the admin's and Swagger UI's files. Outside production it
+# reads them from the installed apps, so no collectstatic step is needed; the
+# production image runs collectstatic at build time.
+WHITENOISE_USE_FINDERS = not PRODUCTION
+WHITENOISE_AUTOREFRESH = False
 
 # Request bodies above this are rejected with 413 before parsing (bytes).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("ZTSP_MAX_BODY_BYTES", default=64 * 1024)
@@ -202,6 +211,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Edge Controller provisioning (ZTP lookup, onboarding, PKI) and MSP automation.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI's files come from the drf-spectacular-sidecar package, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Provisioning behaviour.
@@ -225,6 +238,7 @@ ZTSP_HEARTBEAT_INTERVAL = env.int("ZTSP_HEARTBEAT_INTERVAL", default=30)
 # The scheme and port that tenant management URLs use on this deployment.
 ZTSP_DIRECTOR_SCHEME = env.str("ZTSP_DIRECTOR_SCHEME", default="http")
 ZTSP_DIRECTOR_PORT = env.int("ZTSP_DIRECTOR_PORT", default=8000)
+ZTSP_TENANT_KEY_GRACE_SECONDS = env.int("ZTSP_TENANT_KEY_GRACE_SECONDS", default=3600)  # seconds old key stays valid
 
 LOGGING = {
     "version": 1,

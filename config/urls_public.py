@@ -8,6 +8,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from provisioning.views import ZtpLookupView
 
+admin.site.site_header = "ZTSP vendor admin"
+admin.site.site_title = "ZTSP vendor admin"
+admin.site.index_title = "Provision Server"
+
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),

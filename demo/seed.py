@@ -53,14 +53,18 @@ def demo_dir() -> Path:
 
 
 def _credentials() -> dict[str, str]:
+    """Return the demo passwords, one per account, generating any that are missing."""
     path = demo_dir() / "credentials.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    values = {"vendor": secrets.token_urlsafe(12), "msp": secrets.token_urlsafe(12),
-              "tenant": secrets.token_urlsafe(12)}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(values, handle)
+    values = json.loads(path.read_text()) if path.exists() else {}
+    wanted = ["vendor"] + [f"msp:{slug}" for slug, _name in DEMO_MSPS] + [
+        f"tenant:{schema}" for schema, _msp, _tags in DEMO_TENANTS
+    ]
+    missing = [name for name in wanted if name not in values]
+    if missing:
+        values.update({name: secrets.token_urlsafe(12) for name in missing})
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(values, handle, indent=2)
     return values
 
 
@@ -93,7 +97,9 @@ def ensure_demo_accounts() -> DemoAccounts:
         msp = MSP.objects.filter(slug=slug).first() or accounts.create_msp(name, slug=slug, actor=VENDOR)
         username = f"{slug}-admin"
         if not user_model.objects.filter(username=username).exists():
-            accounts.add_msp_user(msp, username, actor=VENDOR, password=passwords["msp"])
+            accounts.add_msp_user(msp, username, actor=VENDOR, password=passwords[f"msp:{slug}"])
+        else:
+            _set_password(user_model, username, passwords[f"msp:{slug}"])
         _token, result.msp_tokens[slug] = accounts.create_api_token(msp, "demo run", actor=VENDOR)
 
     for schema, msp_slug, _tags in DEMO_TENANTS:
@@ -104,10 +110,12 @@ def ensure_demo_accounts() -> DemoAccounts:
         if tenant is None:
             tenant, access_key = create_hosted_tenant(name=schema.title(), schema_name=schema, domain=domain,
                                                       actor=VENDOR, owner_msp=msp)
-            create_tenant_admin(tenant, "admin", passwords["tenant"], actor=VENDOR)
+            create_tenant_admin(tenant, "admin", passwords[f"tenant:{schema}"], actor=VENDOR)
         else:
             # Keys are shown once, so each run gives the tenant a new one.
             access_key = rotate_tenant_access_key(tenant, actor=VENDOR)
+            with schema_context(schema):
+                _set_password(user_model, "admin", passwords[f"tenant:{schema}"], is_staff=True)
         registration = TenantRegistration.objects.filter(management_url=url).first()
         if registration is None:
             registrations.register_tenant(msp, name=schema.title(), management_url=url, access_key=access_key,

@@ -1,6 +1,8 @@
 from django.contrib import admin
 
 from msp.models import MSP, MSPApiToken, MSPMembership, TenantRegistration
+from provisioning.models import LookupEvent
+from provisioning.product_ids import InvalidProductId, normalize_product_id
 
 
 @admin.register(MSP)
@@ -36,4 +38,37 @@ class TenantRegistrationAdmin(admin.ModelAdmin):
     readonly_fields = ["msp", "name", "management_url", "created_at", "updated_at"]
 
     def has_add_permission(self, request):
+        return False
+
+
+
+@admin.register(LookupEvent)
+class LookupEventAdmin(admin.ModelAdmin):
+    """The sampled ZTP lookup history; rows are written only by the lookup itself."""
+
+    list_display = ["at", "product_id", "status", "code", "access_key_id", "source_address"]
+    list_filter = ["status", "code"]
+    search_fields = ["product_id"]
+    search_help_text = "One Product ID, in any form the lookup accepts (malformed ones exactly as sent)."
+    show_full_result_count = False
+
+    def get_search_results(self, request, queryset, search_term):
+        # An exact match on the canonical form uses the (product_id, at)
+        # index; the admin's default icontains search would scan the table.
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        try:
+            product_id = normalize_product_id(term)
+        except InvalidProductId:
+            product_id = term
+        return queryset.filter(product_id=product_id), False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
 from audit.models import AuditEvent
@@ -73,3 +74,13 @@ class IsVendorStaff(permissions.BasePermission):
     def has_permission(self, request, view):
         user = request.user
         return bool(user and not isinstance(user, MSPPrincipal) and user.is_authenticated and user.is_staff)
+
+
+class MSPTokenScheme(OpenApiAuthenticationExtension):
+    """Describes :class:`MSPTokenAuthentication` in the OpenAPI schema; defining the class registers it."""
+
+    target_class = MSPTokenAuthentication
+    name = "mspToken"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "An MSP API token: ztsp_msp_..."}

@@ -1,7 +1,8 @@
+from django.conf import settings
 from rest_framework import serializers
 
 from msp.models import MSP, TenantRegistration
-from provisioning.models import Product
+from provisioning.models import LookupEvent, Product
 
 MAX_ITEMS_PER_CALL = 100_000
 
@@ -31,7 +32,11 @@ class BulkResultSerializer(serializers.Serializer):
 
 class ProductSerializer(serializers.ModelSerializer):
     tenant_registration = serializers.PrimaryKeyRelatedField(read_only=True)
-    ztp_status = serializers.SerializerMethodField()
+    # Only the device's Director records whether it onboarded, and the
+    # Provision Server never reads Director data, so there is no "onboarded" state.
+    ztp_status = serializers.SerializerMethodField(
+        help_text="never_seen, or looked_up once the device has called the ZTP lookup."
+    )
 
     class Meta:
         model = Product
@@ -61,6 +66,93 @@ class TenantRegistrationSerializer(serializers.ModelSerializer):
 
 class TenantRegistrationKeySerializer(serializers.Serializer):
     access_key = serializers.CharField(min_length=20, max_length=512)
+
+
+class TenantRegistrationUpdateSerializer(serializers.Serializer):
+    """A partial update: any of name, management URL and access key; unknown fields are refused."""
+
+    name = serializers.CharField(max_length=200, required=False)
+    management_url = serializers.CharField(max_length=255, required=False)
+    access_key = serializers.CharField(min_length=20, max_length=512, required=False, write_only=True)
+
+    def validate(self, attrs):
+        unknown = sorted(set(self.initial_data) - set(self.fields)) if isinstance(self.initial_data, dict) else []
+        if unknown:
+            raise serializers.ValidationError({name: ["This field cannot be changed."] for name in unknown})
+        if not attrs:
+            raise serializers.ValidationError("Send at least one of name, management_url, access_key.")
+        return attrs
+
+
+class RotateKeyRequestSerializer(serializers.Serializer):
+    grace_seconds = serializers.IntegerField(
+        required=False, min_value=0,
+        help_text="Seconds the old key keeps working; 0 stops it at once (e.g. after a leak). "
+                  "Default and maximum: the deployment's ZTSP_TENANT_KEY_GRACE_SECONDS.",
+    )
+
+    def validate_grace_seconds(self, value: int) -> int:
+        limit = settings.ZTSP_TENANT_KEY_GRACE_SECONDS
+        if value > limit:
+            raise serializers.ValidationError(f"At most {limit} seconds are allowed; {value} were sent.",
+                                              code="max_value")
+        return value
+
+
+class RotatedKeySerializer(serializers.Serializer):
+    tenant_registration = serializers.IntegerField()
+    management_url = serializers.CharField()
+    key_id = serializers.CharField()
+    access_key = serializers.CharField(help_text="The new tenant access key, shown only in this response.")
+    previous_key_valid_until = serializers.DateTimeField(
+        allow_null=True, help_text="Until when the old key is still accepted; null when it stopped at once."
+    )
+
+
+class RouteResultSerializer(serializers.Serializer):
+    status = serializers.IntegerField(help_text="The HTTP status the ZTP lookup would return now.")
+    code = serializers.CharField(help_text="The lookup's error code, or 'ok' when it returns a Director.")
+    detail = serializers.CharField()
+    retry_after = serializers.IntegerField(allow_null=True)
+
+
+class RouteReasonSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    detail = serializers.CharField()
+    at = serializers.DateTimeField(allow_null=True)
+
+
+class RouteRegistrationSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class RouteSerializer(serializers.Serializer):
+    """The route of a product now: the lookup result, the mapped Director and the reasons, without any key."""
+
+    product_id = serializers.CharField()
+    result = RouteResultSerializer()
+    director_url = serializers.CharField(
+        allow_null=True,
+        help_text="The mapped tenant's URL, also when the result is not 200; null when not mapped.",
+    )
+    tenant_registration = RouteRegistrationSerializer(allow_null=True)
+    reasons = RouteReasonSerializer(many=True)
+
+
+class RouteMSPSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+
+
+class VendorRouteSerializer(RouteSerializer):
+    msp = RouteMSPSerializer(allow_null=True)
+
+
+class LookupEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = LookupEvent
+        fields = ["at", "product_id", "access_key_id", "status", "code", "source_address"]
 
 
 class HostedTenantSerializer(serializers.Serializer):

@@ -23,13 +23,20 @@ from msp.authentication import IsMSP, IsVendorStaff, MSPTokenAuthentication, act
 from msp.management_urls import InvalidManagementUrl
 from msp.models import MSP, TenantRegistration
 from msp.services import accounts, products, registrations
-from provisioning.models import Product
+from msp.services.routes import RouteExplanation, explain_route
+from provisioning.models import LookupEvent, Product
+from provisioning.product_ids import InvalidProductId, parse_product_id
+from provisioning.serializers import ErrorSerializer
 from provisioning.services.importing import ImportFileError, ProductIdColumn
 
 logger = logging.getLogger(__name__)
 
 MSP_AUTHENTICATION = [MSPTokenAuthentication, authentication.SessionAuthentication,
                       authentication.BasicAuthentication]
+# An MSP token is recognised here too, so it is refused as "not vendor staff"
+# (403) instead of "no credentials"; Basic comes first so a wrong password is 401.
+VENDOR_AUTHENTICATION = [authentication.BasicAuthentication, authentication.SessionAuthentication,
+                         MSPTokenAuthentication]
 
 
 class CsvParser(parsers.BaseParser):
@@ -78,9 +85,93 @@ class ProductListView(generics.ListAPIView):
     def get_queryset(self):
         queryset = Product.objects.filter(msp=msp_of(self.request))
         claimed = self.request.query_params.get("claimed")
-        if claimed in ("true", "false"):
+        if claimed is not None:
+            if claimed not in ("true", "false"):
+                raise ApiError(400, "invalid_filter", f"claimed={claimed!r} must be true or false.")
             queryset = queryset.filter(claimed_at__isnull=claimed == "false")
         return queryset
+
+
+def _canonical_product_id(raw: str) -> str:
+    try:
+        return str(parse_product_id(raw))
+    except InvalidProductId as error:
+        raise ApiError(400, "invalid_product_id", f"{error}; use the form EC100:<uuid>.") from error
+
+
+def _product_not_found(product_id: str) -> ApiError:
+    return ApiError(404, "product_not_found", f"Product ID {product_id} not found among your products.")
+
+
+def _own_product(request, raw_product_id: str) -> Product:
+    """Return the caller's product; another MSP's product is reported exactly like a missing one."""
+    product_id = _canonical_product_id(raw_product_id)
+    product = (
+        Product.objects.select_related("msp", "tenant_registration")
+        .filter(product_id=product_id, msp=msp_of(request))
+        .first()
+    )
+    if product is None:
+        raise _product_not_found(product_id)
+    return product
+
+
+def _route_body(explanation: RouteExplanation) -> dict:
+    decision = explanation.decision
+    registration = explanation.product.tenant_registration
+    return {
+        "product_id": explanation.product.product_id,
+        "result": {"status": decision.status, "code": decision.code, "detail": decision.detail,
+                   "retry_after": decision.retry_after},
+        "director_url": explanation.director_url,
+        "tenant_registration": {"id": registration.pk, "name": registration.name} if registration else None,
+        "reasons": [{"code": reason.code, "detail": reason.detail, "at": reason.at}
+                    for reason in explanation.reasons],
+    }
+
+
+PRODUCT_NOT_FOUND = OpenApiResponse(ErrorSerializer, description="product_not_found: unknown or not yours")
+INVALID_PRODUCT_ID = OpenApiResponse(ErrorSerializer, description="invalid_product_id")
+
+
+class ProductRouteView(MSPView):
+    """The Director that one of the caller's products would get from a lookup now, and the reasons."""
+
+    @extend_schema(responses={200: s.RouteSerializer, 400: INVALID_PRODUCT_ID, 404: PRODUCT_NOT_FOUND},
+                   tags=["MSP API"])
+    def get(self, request, product_id: str):
+        product = _own_product(request, product_id)
+        explanation = explain_route(product, history_since=product.allocated_at)
+        return Response(s.RouteSerializer(_route_body(explanation)).data)
+
+
+class LookupEventCursorPagination(CursorPagination):
+    ordering = ("-at", "-id")
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+@extend_schema(responses={200: s.LookupEventSerializer(many=True), 400: INVALID_PRODUCT_ID, 404: PRODUCT_NOT_FOUND},
+               tags=["MSP API"])
+class ProductLookupsView(generics.ListAPIView):
+    """Recorded ZTP lookups of one of the caller's products, newest first.
+
+    At most one lookup per outcome a minute is recorded, and only lookups
+    since the product was allocated to the caller's MSP are listed.
+    """
+
+    authentication_classes = MSP_AUTHENTICATION
+    permission_classes = [IsMSP]
+    serializer_class = s.LookupEventSerializer
+    pagination_class = LookupEventCursorPagination
+
+    def get_queryset(self):
+        product = _own_product(self.request, self.kwargs["product_id"])
+        events = LookupEvent.objects.filter(product_id=product.product_id)
+        if product.allocated_at is not None:
+            events = events.filter(at__gte=product.allocated_at)
+        return events
 
 
 @extend_schema(request=s.ProductIdListSerializer, responses={200: s.BulkResultSerializer}, tags=["MSP API"])
@@ -92,11 +183,15 @@ class ClaimProductsView(MSPView):
         return Response(result.as_dict())
 
 
+def _registration_not_found(registration_id) -> ApiError:
+    return ApiError(404, "tenant_registration_not_found",
+                    f"Tenant registration {registration_id} not found among your registrations.")
+
+
 def _own_registration(request, registration_id) -> TenantRegistration:
     registration = TenantRegistration.objects.filter(pk=registration_id, msp=msp_of(request)).first()
     if registration is None:
-        raise ApiError(404, "tenant_registration_not_found",
-                       f"Tenant registration {registration_id} not found among your registrations.")
+        raise _registration_not_found(registration_id)
     return registration
 
 
@@ -110,10 +205,13 @@ class MapProductsView(MSPView):
         serializer = s.MapProductsSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         registration = _own_registration(request, serializer.validated_data["tenant_registration"])
-        result = products.map_products_to_tenant(
-            msp_of(request), registration, products.numbered(serializer.validated_data["product_ids"]),
-            actor=actor_of(request),
-        )
+        try:
+            result = products.map_products_to_tenant(
+                msp_of(request), registration, products.numbered(serializer.validated_data["product_ids"]),
+                actor=actor_of(request),
+            )
+        except TenantRegistration.DoesNotExist as error:
+            raise _registration_not_found(registration.pk) from error
         return Response(result.as_dict())
 
 
@@ -124,12 +222,16 @@ class UnmapProductsView(MSPView):
         return Response(result.as_dict())
 
 
+# Rejections that depend on the registration's state, not on the request body.
+REGISTRATION_CONFLICTS = {"not_hosted_here", "tenant_not_owned", "registration_in_use"}
+
+
 def _registration_error(error) -> ApiError:
     if isinstance(error, InvalidManagementUrl):
         return ApiError(400, "invalid_management_url", str(error), extra={"errors": {"management_url": [str(error)]}})
     extra = {"errors": {error.field: [error.detail]}} if error.field else {}
-    status_code = 409 if error.code.startswith("duplicate") else 400
-    return ApiError(status_code, error.code, error.detail, extra=extra)
+    conflict = error.code.startswith("duplicate") or error.code in REGISTRATION_CONFLICTS
+    return ApiError(409 if conflict else 400, error.code, error.detail, extra=extra)
 
 
 class TenantRegistrationListView(generics.ListCreateAPIView):
@@ -159,19 +261,73 @@ class TenantRegistrationDetailView(MSPView):
     def get(self, request, pk: int):
         return Response(s.TenantRegistrationSerializer(_own_registration(request, pk)).data)
 
-    @extend_schema(request=s.TenantRegistrationKeySerializer, responses={200: s.TenantRegistrationSerializer},
+    @extend_schema(request=s.TenantRegistrationUpdateSerializer, responses={200: s.TenantRegistrationSerializer},
                    tags=["MSP API"])
     def patch(self, request, pk: int):
-        """Replace the stored access key (after the key was rotated at the Director)."""
+        """Change the name, management URL or stored access key (after a key change at the Director)."""
         registration = _own_registration(request, pk)
-        serializer = s.TenantRegistrationKeySerializer(data=request.data)
+        serializer = s.TenantRegistrationUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            registrations.update_tenant_access_key(registration, serializer.validated_data["access_key"],
-                                                   actor=actor_of(request))
-        except registrations.RegistrationRejected as error:
+            registrations.update_tenant_registration(registration, actor=actor_of(request),
+                                                     **serializer.validated_data)
+        except (InvalidManagementUrl, registrations.RegistrationRejected) as error:
             raise _registration_error(error) from error
         return Response(s.TenantRegistrationSerializer(registration).data)
+
+    @extend_schema(
+        responses={
+            204: OpenApiResponse(description="Deleted"),
+            404: OpenApiResponse(ErrorSerializer, description="Not among your registrations"),
+            409: OpenApiResponse(ErrorSerializer, description="registration_in_use: products are mapped to it"),
+        },
+        tags=["MSP API"],
+    )
+    def delete(self, request, pk: int):
+        """Delete a registration that no product is mapped to; the tenant itself is untouched."""
+        registration = _own_registration(request, pk)
+        try:
+            registrations.delete_tenant_registration(registration, actor=actor_of(request))
+        except registrations.RegistrationRejected as error:
+            raise _registration_error(error) from error
+        except TenantRegistration.DoesNotExist as error:
+            raise _registration_not_found(pk) from error
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TenantRegistrationRotateView(MSPView):
+    """Rotate the access key of a tenant that this deployment hosts for the caller's MSP."""
+
+    parser_classes = [parsers.JSONParser]
+
+    @extend_schema(
+        request=s.RotateKeyRequestSerializer,
+        responses={
+            200: s.RotatedKeySerializer,
+            404: OpenApiResponse(ErrorSerializer, description="Not among your registrations"),
+            409: OpenApiResponse(ErrorSerializer, description="not_hosted_here: rotate at the tenant's Director "
+                                                              "and PATCH the new key; tenant_not_owned"),
+        },
+        tags=["MSP API"],
+    )
+    def post(self, request, pk: int):
+        registration = _own_registration(request, pk)
+        serializer = s.RotateKeyRequestSerializer(data=request.data or {})
+        serializer.is_valid(raise_exception=True)
+        try:
+            rotated = registrations.rotate_registration_access_key(
+                registration, actor=actor_of(request), grace_seconds=serializer.validated_data.get("grace_seconds"),
+            )
+        except registrations.RegistrationRejected as error:
+            raise _registration_error(error) from error
+        body = {
+            "tenant_registration": rotated.registration.pk,
+            "management_url": rotated.registration.management_url,
+            "key_id": rotated.key_id,
+            "access_key": rotated.access_key,
+            "previous_key_valid_until": rotated.previous_key_valid_until,
+        }
+        return Response(s.RotatedKeySerializer(body).data)
 
 
 def _tenant_error(error) -> ApiError:
@@ -238,7 +394,8 @@ class HostedTenantView(MSPView):
 class ApiTokenView(APIView):
     """Create an MSP API token; the token is in this response only."""
 
-    authentication_classes = [authentication.SessionAuthentication, authentication.BasicAuthentication]
+    # Only a signed-in MSP user, never a token, may create tokens.
+    authentication_classes = [authentication.BasicAuthentication, authentication.SessionAuthentication]
     permission_classes = [IsMSP]
 
     @extend_schema(request=s.ApiTokenRequestSerializer, responses={201: OpenApiResponse(description="Token created")},
@@ -256,7 +413,7 @@ class ApiTokenView(APIView):
 
 
 class VendorMSPListView(generics.ListCreateAPIView):
-    authentication_classes = [authentication.SessionAuthentication, authentication.BasicAuthentication]
+    authentication_classes = VENDOR_AUTHENTICATION
     permission_classes = [IsVendorStaff]
     serializer_class = s.MSPSerializer
     queryset = MSP.objects.order_by("name")
@@ -277,7 +434,7 @@ class VendorMSPListView(generics.ListCreateAPIView):
 class VendorAllocateView(APIView):
     """Allocate products to an MSP (JSON list or ``text/csv`` body)."""
 
-    authentication_classes = [authentication.SessionAuthentication, authentication.BasicAuthentication]
+    authentication_classes = VENDOR_AUTHENTICATION
     permission_classes = [IsVendorStaff]
     parser_classes = [parsers.JSONParser, CsvParser]
 
@@ -287,3 +444,42 @@ class VendorAllocateView(APIView):
             raise ApiError(404, "msp_not_found", f"MSP {slug!r} not found; list MSPs at /api/v1/vendor/msps.")
         result = products.allocate_products(msp, _items_from_request(request), actor=actor_of(request))
         return Response(result.as_dict())
+
+
+class VendorProductRouteView(APIView):
+    """The Director that any product would get from a lookup now, the reasons, and the product's MSP."""
+
+    authentication_classes = VENDOR_AUTHENTICATION
+    permission_classes = [IsVendorStaff]
+
+    @extend_schema(responses={200: s.VendorRouteSerializer, 400: INVALID_PRODUCT_ID,
+                              404: OpenApiResponse(ErrorSerializer, description="product_not_found")},
+                   tags=["Vendor API"])
+    def get(self, request, product_id: str):
+        canonical = _canonical_product_id(product_id)
+        product = Product.objects.select_related("msp", "tenant_registration").filter(product_id=canonical).first()
+        if product is None:
+            raise ApiError(404, "product_not_found", f"Product ID {canonical} is not known; import it first.")
+        body = _route_body(explain_route(product))
+        body["msp"] = {"slug": product.msp.slug, "name": product.msp.name} if product.msp else None
+        return Response(s.VendorRouteSerializer(body).data)
+
+
+@extend_schema(responses={200: s.LookupEventSerializer(many=True), 400: INVALID_PRODUCT_ID,
+                          404: OpenApiResponse(ErrorSerializer, description="product_not_found")},
+               tags=["Vendor API"])
+class VendorProductLookupsView(generics.ListAPIView):
+    """Recorded ZTP lookups of any Product ID, newest first, including IDs that were never imported."""
+
+    authentication_classes = VENDOR_AUTHENTICATION
+    permission_classes = [IsVendorStaff]
+    serializer_class = s.LookupEventSerializer
+    pagination_class = LookupEventCursorPagination
+
+    def get_queryset(self):
+        canonical = _canonical_product_id(self.kwargs["product_id"])
+        events = LookupEvent.objects.filter(product_id=canonical)
+        if not Product.objects.filter(product_id=canonical).exists() and not events.exists():
+            raise ApiError(404, "product_not_found",
+                           f"Product ID {canonical} is not known and was never looked up.")
+        return events

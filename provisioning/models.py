@@ -22,6 +22,11 @@ class ProductModel(models.Model):
     def __str__(self) -> str:
         return self.model_number
 
+    def save(self, *args, **kwargs):
+        # Model numbers are compared upper-cased everywhere.
+        self.model_number = self.model_number.strip().upper()
+        super().save(*args, **kwargs)
+
 
 class ImportBatch(models.Model):
     """One run of the manufacturing import: who imported which file, when, with what result."""
@@ -91,7 +96,7 @@ class Product(models.Model):
     last_facts = models.JSONField(default=dict, blank=True)
 
     # Data from the manufacturing line.
-    serial_number = models.CharField(max_length=64, blank=True)
+    serial_number = models.CharField(max_length=64, blank=True, db_index=True)
     # A per-device credential: a public key (PEM) or the SHA-256 of a secret
     # (hex); the secret itself never reaches the Provision Server.
     credential_type = models.CharField(max_length=16, choices=CredentialType.choices, blank=True)
@@ -140,6 +145,9 @@ class ProvisioningAccessKey(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # Comma-separated model numbers this key may look up; empty means any.
+    allowed_models = models.CharField(max_length=500, blank=True,
+                                      help_text="Comma-separated model numbers, e.g. EC100,EC200; empty allows all.")
 
     def __str__(self) -> str:
         return f"{self.name} ({self.key_id})"
@@ -149,3 +157,34 @@ class ProvisioningAccessKey(models.Model):
         if self.revoked_at is not None:
             return False
         return self.expires_at is None or self.expires_at > now
+
+
+class LookupEvent(models.Model):
+    """One ZTP lookup outcome: when, which Product ID, which access key, what it returned, from where.
+
+    Rows are sampled by provisioning.services.lookup_history: at most one per
+    Product ID and outcome a minute, and a capped number a minute for unknown
+    or malformed Product IDs per client address.
+    """
+
+    at = models.DateTimeField(default=timezone.now)
+    # Not a foreign key: unknown and malformed Product IDs are recorded too.
+    # A known one is in canonical form, a malformed one as sent.
+    product_id = models.CharField("Product ID", max_length=128)
+    # The provisioning access key's id (never the key), for which firmware looked up.
+    access_key_id = models.CharField(max_length=32)
+    status = models.PositiveSmallIntegerField()
+    code = models.CharField(max_length=64)
+    source_address = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        # TODO: nothing deletes old rows yet; a product that keeps failing adds up to 1440 rows a day.
+        ordering = ["-at", "-id"]
+        indexes = [
+            # The history of one product, newest first.
+            models.Index(fields=["product_id", "-at"], name="lookup_event_product_at"),
+            models.Index(fields=["at"], name="lookup_event_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.product_id} {self.status} {self.code}"

@@ -56,10 +56,12 @@ def canonical_parts(value: str) -> tuple[str, str]:
     The cheap form of :func:`parse_product_id` for millions of rows: no UUID
     object is built.
     """
-    if isinstance(value, str) and len(value) <= MAX_PRODUCT_ID_LENGTH * 2:
-        match = PRODUCT_ID_RE.fullmatch(value)
-        if match and len(value.strip()) <= MAX_PRODUCT_ID_LENGTH:
-            return match.group(1).upper(), (match.group(2) or match.group(3)).lower()
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) <= MAX_PRODUCT_ID_LENGTH:
+            match = PRODUCT_ID_RE.fullmatch(text)
+            if match:
+                return match.group(1).upper(), (match.group(2) or match.group(3)).lower()
     _explain_rejection(value)
     raise AssertionError("unreachable: _explain_rejection always raises")
 

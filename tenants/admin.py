@@ -14,8 +14,9 @@ class TenantAdmin(admin.ModelAdmin):
 
     list_display = ["schema_name", "name", "owner_msp", "created_at"]
     search_fields = ["schema_name", "name"]
-    exclude = ["access_key_hash"]
-    readonly_fields = ["schema_name", "access_key_id", "created_at"]
+    exclude = ["access_key_hash", "previous_access_key_hash"]
+    readonly_fields = ["schema_name", "access_key_id", "previous_access_key_id", "previous_key_valid_until",
+                       "created_at"]
     inlines = [DomainInline]
 
     def has_add_permission(self, request):

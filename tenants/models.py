@@ -18,6 +18,11 @@ class Tenant(TenantMixin):
     # only its keyed hash is kept here.
     access_key_id = models.CharField(max_length=32, blank=True, db_index=True)
     access_key_hash = models.CharField(max_length=64, blank=True)
+    # The key replaced by the last rotation, accepted until previous_key_valid_until
+    # so that ECs holding it can still onboard while the new key spreads.
+    previous_access_key_id = models.CharField(max_length=32, blank=True)
+    previous_access_key_hash = models.CharField(max_length=64, blank=True)
+    previous_key_valid_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     # Schemas are created by tenants.services.create_hosted_tenant, which also

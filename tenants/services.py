@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.utils import timezone
 from django_tenants.utils import get_public_schema_name, schema_context
 
 from audit.services import Actor, record_event
@@ -115,22 +118,63 @@ def create_hosted_tenant(*, name: str, schema_name: str, domain: str, actor: Act
 
 
 @transaction.atomic
-def rotate_tenant_access_key(tenant: Tenant, *, actor: Actor) -> str:
-    """Give ``tenant`` a new access key and return it; the old key stops working at once."""
+def rotate_tenant_access_key(tenant: Tenant, *, actor: Actor, grace_seconds: int | None = None) -> str:
+    """Give ``tenant`` a new access key and return it; the new key is shown only now.
+
+    The replaced key keeps working for ``grace_seconds`` (default
+    ``ZTSP_TENANT_KEY_GRACE_SECONDS``), so ECs that looked up the old key
+    shortly before can still onboard. With 0 it stops at once, e.g. after a
+    leak. A key that an earlier rotation left in its grace period stops at
+    once, because only one previous key is kept.
+    """
+    if grace_seconds is None:
+        grace_seconds = settings.ZTSP_TENANT_KEY_GRACE_SECONDS
+    if grace_seconds < 0:
+        raise ValueError(f"grace_seconds must be 0 or more, not {grace_seconds}")
+
+    # The row lock makes concurrent rotations take turns, so neither loses
+    # the key that the other one moves into the grace period.
+    current = Tenant.objects.select_for_update().get(pk=tenant.pk)
     new_key = tokens.make_key(TENANT_KEY_PREFIX)
-    Tenant.objects.filter(pk=tenant.pk).update(access_key_id=new_key.key_id, access_key_hash=new_key.key_hash)
-    record_event("tenant.rotate_key", actor=actor, object_type="tenant", object_id=tenant.schema_name)
+    keeps_previous = grace_seconds > 0 and bool(current.access_key_hash)
+    changes = {
+        "access_key_id": new_key.key_id,
+        "access_key_hash": new_key.key_hash,
+        "previous_access_key_id": current.access_key_id if keeps_previous else "",
+        "previous_access_key_hash": current.access_key_hash if keeps_previous else "",
+        "previous_key_valid_until": timezone.now() + timedelta(seconds=grace_seconds) if keeps_previous else None,
+    }
+    Tenant.objects.filter(pk=tenant.pk).update(**changes)
+    for name, value in changes.items():
+        setattr(tenant, name, value)
+
+    valid_until = changes["previous_key_valid_until"]
+    record_event("tenant.rotate_key", actor=actor, object_type="tenant", object_id=tenant.schema_name,
+                 msp_id=tenant.owner_msp_id,
+                 details={"key_id": new_key.key_id, "previous_key_id": changes["previous_access_key_id"],
+                          "previous_key_valid_until": valid_until.isoformat() if valid_until else None})
+    logger.info("Rotated the access key of tenant %s to key id %s; previous key id %s valid until %s",
+                tenant.schema_name, new_key.key_id, changes["previous_access_key_id"] or "-", valid_until or "-")
     return new_key.plaintext
 
 
 def tenant_access_key_matches(tenant: Tenant, presented: str | None) -> bool:
-    """Check a tenant access key in constant time; another tenant's key never matches."""
+    """Check a tenant access key in constant time; another tenant's key never matches.
+
+    The current key always matches. The key replaced by the last rotation
+    matches until ``previous_key_valid_until``.
+    """
     if not presented or not tenant.access_key_hash:
         return False
-    key_id = tokens.split_key(TENANT_KEY_PREFIX, presented)
-    if key_id is None or key_id != tenant.access_key_id:
+    if tokens.split_key(TENANT_KEY_PREFIX, presented) is None:
         return False
-    return tokens.key_matches(presented, tenant.access_key_hash)
+    # Both hashes are compared on every call, so the time taken does not show
+    # which of the two keys matched.
+    presented_hash = tokens.hash_secret(presented)
+    matches_current = hmac.compare_digest(presented_hash, tenant.access_key_hash)
+    matches_previous = hmac.compare_digest(presented_hash, tenant.previous_access_key_hash or "")
+    in_grace = tenant.previous_key_valid_until is not None and timezone.now() < tenant.previous_key_valid_until
+    return matches_current or (matches_previous and in_grace)
 
 
 def create_tenant_admin(tenant: Tenant, username: str, password: str, *, actor: Actor, email: str = ""):

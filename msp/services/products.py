@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.services import Actor, record_events
@@ -154,6 +154,7 @@ def map_products_to_tenant(msp: MSP, registration: TenantRegistration, items: It
     """Map claimed products of ``msp`` to one of its tenant registrations."""
     if registration.msp_id != msp.pk:
         raise ValueError(f"tenant registration {registration.pk} does not belong to MSP {msp.slug}")
+    _lock_registration_against_delete(registration)
 
     def decide(product: Product) -> str | None:
         if product.msp_id != msp.pk:
@@ -171,6 +172,20 @@ def map_products_to_tenant(msp: MSP, registration: TenantRegistration, items: It
     logger.info("MSP %s mapped %d products to %s (%d unchanged, %d rejected)", msp.slug, len(result.changed),
                 registration.management_url, len(result.unchanged), len(result.rejected))
     return result
+
+
+def _lock_registration_against_delete(registration: TenantRegistration) -> None:
+    """Take a FOR KEY SHARE lock on the registration, or raise DoesNotExist if it is gone.
+
+    It is the lock PostgreSQL's own foreign key checks take: maps to one
+    registration still run side by side, while a delete waits for them and
+    then finds their products (see delete_tenant_registration).
+    """
+    table = connection.ops.quote_name(TenantRegistration._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR KEY SHARE", [registration.pk])  # noqa: S608
+        if cursor.fetchone() is None:
+            raise TenantRegistration.DoesNotExist(f"tenant registration {registration.pk} was deleted meanwhile")
 
 
 @transaction.atomic

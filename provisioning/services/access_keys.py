@@ -27,15 +27,21 @@ class AccessKeyRejected(Exception):
 
 
 @transaction.atomic
-def create_access_key(name: str, *, actor: Actor, expires_at: datetime | None = None
+def create_access_key(name: str, *, actor: Actor, expires_at: datetime | None = None, allowed_models: str = ""
                       ) -> tuple[ProvisioningAccessKey, str]:
-    """Create a provisioning access key; return the row and the key, which is shown only now."""
+    """Create a provisioning access key; return the row and the key, which is shown only now.
+
+    ``allowed_models`` (comma-separated model numbers) restricts the key to
+    products of those models; empty means any model.
+    """
+    models = normalize_model_list(allowed_models)
     new_key = tokens.make_key(ACCESS_KEY_PREFIX)
     access_key = ProvisioningAccessKey.objects.create(
         name=name,
         key_id=new_key.key_id,
         key_hash=new_key.key_hash,
         expires_at=expires_at,
+        allowed_models=",".join(models),
         created_by_id=actor.user_id,
     )
     record_event("access_key.create", actor=actor, object_type="provisioning_access_key",
@@ -55,6 +61,27 @@ def revoke_access_key(access_key: ProvisioningAccessKey, *, actor: Actor) -> Pro
                      object_id=access_key.key_id)
         logger.info("Revoked provisioning access key %s", access_key.key_id)
     return access_key
+
+
+def normalize_model_list(text: str) -> list[str]:
+    """Return the model numbers of a comma-separated list, upper-cased, or raise ValueError for a bad one."""
+    from provisioning.product_ids import MODEL_NUMBER_RE
+
+    models = []
+    for part in (text or "").split(","):
+        model = part.strip().upper()
+        if not model:
+            continue
+        if not MODEL_NUMBER_RE.match(model):
+            raise ValueError(f"invalid model number {model!r} in the allowed models")
+        if model not in models:
+            models.append(model)
+    return models
+
+
+def key_allows_model(access_key: ProvisioningAccessKey, model_number: str) -> bool:
+    """Return whether ``access_key`` may look up products of ``model_number``."""
+    return not access_key.allowed_models or model_number in access_key.allowed_models.split(",")
 
 
 def authenticate_access_key(presented: str | None) -> ProvisioningAccessKey:

@@ -50,6 +50,11 @@ def _decoded_lines(stream: BinaryIO) -> Iterator[str]:
             raise ImportFileError(f"line {number + 1} is not valid UTF-16: {error.reason}") from error
         return
 
+    if b"\x00" in head[:2] and head.count(b"\x00") >= 1 and head.replace(b"\x00", b"").isascii():
+        raise ImportFileError(
+            "line 1 looks like UTF-16 without a byte order mark; save the file as UTF-8, "
+            "or as UTF-16 with a byte order mark"
+        )
     skip = len(codecs.BOM_UTF8) if head.startswith(codecs.BOM_UTF8) else 0
     raw = io.BufferedReader(_Prefixed(head[skip:], stream))
     # A newline byte never occurs inside a UTF-8 multi-byte sequence, so
@@ -103,13 +108,20 @@ def _rows(lines: Iterator[str]) -> Iterator[tuple[int, list[str]]]:
     csv.field_size_limit(MAX_CSV_FIELD_CHARS)
     reader = csv.reader(itertools.chain(leading, lines), delimiter=delimiter)
     while True:
+        # A quoted cell can span lines: report the line where the row starts.
+        first_line = reader.line_num + 1
         try:
             cells = next(reader)
         except StopIteration:
             return
         except csv.Error as error:
-            raise ImportFileError(f"line {reader.line_num}: {error}") from error
-        yield reader.line_num, cells
+            if "new-line character" in str(error):
+                raise ImportFileError(
+                    f"line {reader.line_num}: the file ends its lines with a carriage return (CR) alone; "
+                    "save it with LF or CRLF line ends"
+                ) from error
+            raise ImportFileError(f"line {reader.line_num}: {error}; check the quoting of that line") from error
+        yield first_line, cells
 
 
 # Known columns of a manufacturing CSV and the header spellings accepted for each.

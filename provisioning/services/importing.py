@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 from django.db import connection, transaction
 
@@ -75,10 +76,11 @@ class ImportReport:
 
     def summary(self) -> str:
         mode = " (dry run, nothing written)" if self.dry_run else ""
+        rows = "1 row" if self.rows == 1 else f"{self.rows} rows"
         updated = f", {self.updated} updated" if self.updated else ""
         allocated = f", {self.allocated} allocated" if self.allocated else ""
         return (
-            f"{self.rows} rows: {self.inserted} inserted, {self.unchanged} already present{updated}, "
+            f"{rows}: {self.inserted} inserted, {self.unchanged} already present{updated}, "
             f"{self.rejected_count} rejected, {self.blank_lines} blank lines skipped{allocated}{mode}"
         )
 
@@ -124,6 +126,8 @@ def _public_key_pem(value: str) -> str:
             key = load_pem_public_key(text.replace("\\n", "\n").encode())
         else:
             key = load_der_public_key(base64.b64decode(text, validate=True))
+    except UnsupportedAlgorithm as error:
+        raise ValueError("public key uses an unsupported algorithm or curve") from error
     except (ValueError, TypeError, binascii.Error) as error:
         raise ValueError("public key is neither a PEM nor a base64 DER public key") from error
     return key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
@@ -170,8 +174,16 @@ def _stage_rows(cursor, rows: ManufacturingRows, report: ImportReport,
     ) as copy:
         for line, cells in rows:
             report.rows += 1
+            if progress and time.monotonic() - last_progress > PROGRESS_INTERVAL:
+                progress(counter.bytes_read, report.rows)
+                last_progress = time.monotonic()
             column = rows.columns["product_id"]
             raw = cells[column] if column < len(cells) else ""
+            if any("\x00" in cell for cell in cells):
+                # PostgreSQL text cannot hold NUL, and no real Product ID has one.
+                copy.write_row((line, raw.replace("\x00", "\\0")[:80], None, None, None, "", "", "", "{}",
+                                "contains a NUL byte; the file may be binary, or UTF-16 without a byte order mark"))
+                continue
             if len(raw) > MAX_FIELD_CHARS:
                 copy.write_row((line, raw[:40] + "...", None, None, None, "", "", "", "{}", "value too long"))
                 continue
@@ -194,10 +206,6 @@ def _stage_rows(cursor, rows: ManufacturingRows, report: ImportReport,
                 continue
             copy.write_row((line, raw.strip(), f"{model}:{uuid_text}", model, uuid_text, serial, credential_type,
                             credential, json.dumps(metadata), None))
-
-            if progress and time.monotonic() - last_progress > PROGRESS_INTERVAL:
-                progress(counter.bytes_read, report.rows)
-                last_progress = time.monotonic()
     report.blank_lines = rows.blank_lines
 
 
@@ -217,7 +225,7 @@ MERGE_STEPS = [
     """
     UPDATE import_staging s SET reason = 'unknown model ' || s.model_number || '; add it to the model catalogue'
     WHERE s.reason IS NULL AND EXISTS (SELECT 1 FROM provisioning_productmodel)
-      AND NOT EXISTS (SELECT 1 FROM provisioning_productmodel m WHERE m.model_number = s.model_number)
+      AND NOT EXISTS (SELECT 1 FROM provisioning_productmodel m WHERE upper(m.model_number) = s.model_number)
     """,
     # UUIDs the Provision Server already has under another model.
     """
@@ -270,13 +278,17 @@ def _merge(cursor, *, update: bool, batch_id: int | None, report: ImportReport) 
                s.credential, s.metadata, %s
         FROM import_staging s
         WHERE s.reason IS NULL AND NOT EXISTS (SELECT 1 FROM provisioning_product p WHERE p.uuid = s.uuid)
+        ORDER BY s.line
         ON CONFLICT DO NOTHING
     """, [batch_id])
     report.inserted = cursor.rowcount
 
+
+def _count_unchanged(cursor, report: ImportReport) -> None:
+    """Count accepted rows that neither inserted nor updated a product (after allocation rejections)."""
     cursor.execute("SELECT count(*) FROM import_staging WHERE reason IS NULL")
     accepted = cursor.fetchone()[0]
-    report.unchanged = accepted - report.inserted - report.updated
+    report.unchanged = max(accepted - report.inserted - report.updated, 0)
 
 
 def _allocate(cursor, msp, *, report: ImportReport) -> None:
@@ -357,6 +369,7 @@ def import_products(stream: BinaryIO, *, actor: Actor, dry_run: bool = False, al
             _merge(cursor, update=update, batch_id=batch.pk, report=report)
             if allocate_to is not None:
                 _allocate(cursor, allocate_to, report=report)
+            _count_unchanged(cursor, report)
             _collect_rejections(cursor, report, error_report)
             cursor.execute("DROP TABLE import_staging")
 
@@ -376,6 +389,7 @@ def import_products(stream: BinaryIO, *, actor: Actor, dry_run: bool = False, al
                          msp_id=allocate_to.pk, details={"allocated": report.allocated})
         if dry_run:
             transaction.set_rollback(True)
+            report.batch_id = None
 
     logger.info("Product import %s by %s from %r: %s in %.1f s", batch.pk, actor.name, source_name,
                 report.summary(), report.seconds)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db.models import Q
@@ -13,6 +14,11 @@ from django.utils import timezone
 from common import tokens
 from provisioning.models import Product, ProvisioningAccessKey
 from provisioning.product_ids import InvalidProductId, parse_product_id
+from provisioning.services.access_keys import key_allows_model
+from provisioning.services.lookup_history import record_lookup_event
+
+if TYPE_CHECKING:
+    from msp.models import TenantRegistration
 
 logger = logging.getLogger(__name__)
 
@@ -39,49 +45,104 @@ class LookupResult:
     access_key: str
 
 
+@dataclass(frozen=True)
+class LookupDecision:
+    """The outcome of a ZTP lookup: an HTTP status, a code and a detail.
+
+    ``registration`` is set only with status 200, and the caller decides
+    whether to decrypt its access key.
+    """
+
+    status: int
+    code: str
+    detail: str
+    retry_after: int | None = None
+    registration: TenantRegistration | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+
+# The code of a lookup that returned a Director; the 200 response itself carries no code.
+LOOKUP_OK = "ok"
+
+
+def decide_lookup(product_id: str, product: Product | None, *, retry_after: int) -> LookupDecision:
+    """Decide what a lookup of ``product_id`` returns, from the product row alone.
+
+    Reads and writes nothing, so the lookup and the route explanation of
+    the MSP and vendor APIs return the same result. The access key check
+    and the throttles run before this and are not part of it.
+    """
+    if product is None:
+        return LookupDecision(
+            404, "unknown_product",
+            f"Product ID {product_id} is not known to the Provision Server; ask the vendor to import it.",
+        )
+    if product.state != Product.State.ACTIVE:
+        return LookupDecision(
+            403, f"product_{product.state}",
+            f"Product ID {product_id} is {product.state}; it cannot be provisioned until the vendor re-enables it.",
+        )
+    if product.claimed_at is None:
+        return LookupDecision(
+            409, "not_claimed",
+            f"Product ID {product_id} has not been claimed by an MSP yet; retry after {retry_after} seconds.",
+            retry_after=retry_after,
+        )
+    if product.tenant_registration is None:
+        return LookupDecision(
+            409, "not_mapped",
+            f"Product ID {product_id} is not mapped to a tenant yet; retry after {retry_after} seconds.",
+            retry_after=retry_after,
+        )
+    registration = product.tenant_registration
+    return LookupDecision(200, LOOKUP_OK, f"Product ID {product_id} goes to {registration.management_url}.",
+                          registration=registration)
+
+
 def lookup_product(raw_product_id: str, *, access_key: ProvisioningAccessKey, facts: dict,
                    source_address: str | None) -> LookupResult:
-    """Return the Director URL and tenant access key for a product, or raise :class:`LookupFailed`."""
+    """Return the Director URL and tenant access key for a product, or raise :class:`LookupFailed`.
+
+    Every outcome is also offered to the lookup history, which keeps at most
+    one row per product and outcome a minute.
+    """
     try:
         product_id = str(parse_product_id(raw_product_id))
     except InvalidProductId as error:
+        record_lookup_event(raw_product_id, access_key_id=access_key.key_id, status=400,
+                            code="invalid_product_id", source_address=source_address, known_product=False)
         raise LookupFailed(
             400, "invalid_product_id", f"{error}; send the Product ID from the device's eMMC."
         ) from error
+
+    model_number = product_id.partition(":")[0]
+    if not key_allows_model(access_key, model_number):
+        # Decided from the Product ID alone, before any product row is read,
+        # so a restricted key learns nothing about other models' products.
+        raise LookupFailed(
+            401, "access_key_not_allowed",
+            f"This provisioning access key is not valid for model {model_number}; the device needs firmware "
+            "with a key for its model.",
+        )
 
     product = (
         Product.objects.select_related("tenant_registration")
         .filter(product_id=product_id)
         .first()
     )
-    if product is None:
-        raise LookupFailed(
-            404, "unknown_product",
-            f"Product ID {product_id} is not known to the Provision Server; ask the vendor to import it.",
-        )
+    if product is not None:
+        _record_seen(product, facts, source_address)
 
-    _record_seen(product, facts, source_address)
+    decision = decide_lookup(product_id, product, retry_after=settings.ZTSP_LOOKUP_RETRY_AFTER)
+    record_lookup_event(product_id, access_key_id=access_key.key_id, status=decision.status, code=decision.code,
+                        source_address=source_address, known_product=product is not None)
+    if not decision.ok:
+        raise LookupFailed(decision.status, decision.code, decision.detail, retry_after=decision.retry_after)
 
-    if product.state != Product.State.ACTIVE:
-        raise LookupFailed(
-            403, f"product_{product.state}",
-            f"Product ID {product_id} is {product.state}; it cannot be provisioned until the vendor re-enables it.",
-        )
-    retry_after = settings.ZTSP_LOOKUP_RETRY_AFTER
-    if product.claimed_at is None:
-        raise LookupFailed(
-            409, "not_claimed",
-            f"Product ID {product_id} has not been claimed by an MSP yet; retry after {retry_after} seconds.",
-            retry_after=retry_after,
-        )
-    if product.tenant_registration is None:
-        raise LookupFailed(
-            409, "not_mapped",
-            f"Product ID {product_id} is not mapped to a tenant yet; retry after {retry_after} seconds.",
-            retry_after=retry_after,
-        )
-
-    registration = product.tenant_registration
+    registration = decision.registration
     logger.info("ZTP lookup for %s (access key %s) -> %s", product_id, access_key.key_id,
                 registration.management_url)
     return LookupResult(

@@ -212,3 +212,20 @@ def test_long_poll_returns_within_a_second_of_issuance(world, live_stack, commit
     assert "BEGIN CERTIFICATE" in answer["body"]["certificate"]
     # Far below the 30 s wait: the poll ended because the worker published the change.
     assert answer["at"] - approved_at < 10
+
+
+def test_chunked_lookup_body_is_read(world, live_stack, committed):
+    """A client that streams its body (Transfer-Encoding: chunked) is served like any other."""
+    import http.client
+
+    product_id = provision_products(world.a.msp, world.a.registration)[0]
+    body = json.dumps({"product_id": product_id}).encode()
+    connection = http.client.HTTPConnection("127.0.0.1", live_stack.web_port, timeout=10)
+
+    connection.request("POST", "/api/v1/ztp/lookup", body=iter([body[:10], body[10:]]), encode_chunked=True,
+                       headers={"Host": f"localhost:{live_stack.web_port}", "Content-Type": "application/json",
+                                "Authorization": f"Bearer {world.provisioning_key}"})
+    response = connection.getresponse()
+
+    assert response.status == 200, response.read()
+    assert json.loads(response.read())["product_id"] == product_id

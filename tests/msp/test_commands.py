@@ -227,7 +227,7 @@ def test_register_command_invalid_url(world, monkeypatch):
 def test_register_command_duplicate_url(world, monkeypatch):
     monkeypatch.setenv("ZTSP_TENANT_ACCESS_KEY", new_access_key())
 
-    with pytest.raises(CommandError, match="already registered"):
+    with pytest.raises(CommandError, match="cannot be registered"):
         run("register_tenant", world.b.msp.slug, "Stolen", world.a.registration.management_url)
 
 

@@ -160,7 +160,7 @@ def test_register_stores_key_encrypted(world, client_a):
     stored = row_text(TenantRegistration._meta.db_table, registration_id)
     registration = TenantRegistration.objects.get(pk=registration_id)
     assert key not in stored
-    assert key.rsplit("_", 1)[1] not in stored
+    assert key.split("_", 3)[3] not in stored
     assert tokens.decrypt(registration.access_key_encrypted).decode() == key
 
 
@@ -239,7 +239,8 @@ def test_patch_rejects_short_key(world, client_a):
 def test_patch_writes_audit_event(world, client_a):
     client_a.patch(detail_url(world.a.registration.pk), {"access_key": new_access_key()}, format="json")
 
-    event = audit_events("tenant_registration.update_key", str(world.a.registration.pk)).get()
+    event = audit_events("tenant_registration.update", str(world.a.registration.pk)).get()
+    assert event.details == {"access_key": "replaced"}
     assert event.msp_id == world.a.msp.pk
     assert event.source_address == CLIENT_ADDRESS
 
@@ -271,3 +272,42 @@ def test_other_msp_list_excludes_registration(world, client_a, client_b):
     assert world.b.registration.pk in ids
     assert world.a.registration.pk not in ids
     assert own_id not in ids
+
+
+def test_patch_renames_registration(world, client_a):
+    response = client_a.patch(detail_url(world.a.registration.pk), {"name": "Acme East"}, format="json")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["name"] == "Acme East"
+
+
+def test_patch_moves_management_url(world, client_a):
+    response = client_a.patch(detail_url(world.a.registration.pk), {"management_url": "https://ACME.example.com/"},
+                              format="json")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["management_url"] == "https://acme.example.com"
+
+
+def test_patch_rejects_bad_url(world, client_a):
+    response = client_a.patch(detail_url(world.a.registration.pk), {"management_url": "javascript:alert(1)"},
+                              format="json")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_management_url"
+
+
+def test_patch_rejects_unknown_field(world, client_a):
+    response = client_a.patch(detail_url(world.a.registration.pk), {"msp": world.b.msp.pk}, format="json")
+
+    assert response.status_code == 400
+    assert "msp" in response.json()["errors"]
+
+
+def test_patch_to_other_msp_url_does_not_reveal_it(world, client_a):
+    response = client_a.patch(detail_url(world.a.registration.pk),
+                              {"management_url": world.b.registration.management_url}, format="json")
+
+    assert response.status_code == 409
+    assert world.b.registration.name not in response.json()["detail"]
+    assert "cannot be registered" in response.json()["detail"]

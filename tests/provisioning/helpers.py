@@ -45,3 +45,13 @@ def post_lookup(client: APIClient, body, *, key: str | None, content_type: str =
     headers = {"HTTP_AUTHORIZATION": f"Bearer {key}"} if key is not None else {}
     data = json.dumps(body) if isinstance(body, dict | list) else body
     return client.post(LOOKUP_URL, data=data, content_type=content_type, **headers)
+
+
+def public_key_pem() -> str:
+    """Return the PEM (SubjectPublicKeyInfo) of a new P-256 public key, as the import stores it."""
+    from cryptography.hazmat.primitives import serialization
+
+    from tests.factories import make_key
+
+    key = make_key().public_key()
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()

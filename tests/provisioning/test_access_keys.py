@@ -256,3 +256,28 @@ def test_create_command_prints_working_key(world, lookup, mapped_product):
     access_key = ProvisioningAccessKey.objects.get(key_id=match["key_id"])
     assert timedelta(days=29) < access_key.expires_at - timezone.now() <= timedelta(days=30)
     assert lookup(mapped_product, key=plaintext).status_code == 200
+
+
+def test_lookup_with_key_for_other_model_returns_401(world, lookup):
+    _key, restricted = create_access_key("EC200 line", actor=VENDOR, allowed_models="ec200")
+    product_id = provision_products(world.a.msp, world.a.registration, model="EC100")[0]
+
+    response = lookup(product_id, key=restricted)
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "access_key_not_allowed"
+    assert "EC100" in response.json()["detail"]
+
+
+def test_lookup_with_key_for_its_model_succeeds(world, lookup):
+    _key, restricted = create_access_key("EC200 line", actor=VENDOR, allowed_models="EC100,EC200")
+    product_id = provision_products(world.a.msp, world.a.registration, model="EC200")[0]
+
+    response = lookup(product_id, key=restricted)
+
+    assert response.status_code == 200, response.content
+
+
+def test_create_access_key_rejects_bad_model_list(world):
+    with pytest.raises(ValueError, match="invalid model number"):
+        create_access_key("bad", actor=VENDOR, allowed_models="EC 100")

@@ -470,7 +470,7 @@ def test_command_dry_run_writes_nothing(tmp_path):
 
     output = run_command(str(path), "--dry-run")
 
-    assert ("1 rows: 1 inserted, 0 already present, 0 rejected, 0 blank lines skipped "
+    assert ("1 row: 1 inserted, 0 already present, 0 rejected, 0 blank lines skipped "
             "(dry run, nothing written)") in output
     assert stored(product_id) == []
 
@@ -501,7 +501,7 @@ def test_command_reads_standard_input(monkeypatch):
 
     output = run_command("-")
 
-    assert "1 rows: 1 inserted" in output
+    assert "1 row: 1 inserted" in output
     assert stored(product_id) == [product_id]
 
 

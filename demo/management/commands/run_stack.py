@@ -15,6 +15,7 @@ came up. Otherwise everything keeps running until Ctrl-C.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -33,6 +34,10 @@ from demo import seed
 
 WEB_PORT = 8000
 STARTUP_TIMEOUT = 60
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _port_in_use(port: int) -> bool:
@@ -86,6 +91,9 @@ class Command(BaseCommand):
                             help="Seconds the fleet may take to come up (default: 180)")
 
     def handle(self, *args, ecs, exit, timeout, **options):
+        if options["verbosity"] < 2:
+            # The launcher's own output is the story; service logs go to the log files.
+            logging.getLogger().setLevel(logging.WARNING)
         if ecs < 1:
             raise CommandError("--ecs must be at least 1.")
         for port, name in ((WEB_PORT, "web server"), (settings.ZTSP_TUNNEL_PORT, "tunnel gateway")):
@@ -93,10 +101,16 @@ class Command(BaseCommand):
                 raise CommandError(f"Port {port} for the {name} is already in use on 127.0.0.1; stop the "
                                    "program that holds it (an earlier run?) and retry.")
         self.processes: dict[str, subprocess.Popen] = {}
+        # The servers run in their own sessions, so a SIGTERM to this process
+        # group would not reach them: turn it into the same clean stop as Ctrl-C.
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         self.logs = seed.demo_dir() / "logs"
         self.logs.mkdir(exist_ok=True)
         try:
             ok = self._run(ecs, exit, timeout)
+        except KeyboardInterrupt:
+            self._say("Stopping.")
+            ok = False
         finally:
             self._stop_all()
         if exit and not ok:
@@ -230,10 +244,10 @@ class Command(BaseCommand):
         for schema, _msp, _tags in seed.DEMO_TENANTS:
             label = f"Tenant {schema}:"
             lines.append(f"{label:<18}http://{schema}.localhost:{port}/   user 'admin', password "
-                         f"'{accounts.passwords['tenant']}'")
+                         f"'{accounts.passwords[f'tenant:{schema}']}'")
         for slug, token in accounts.msp_tokens.items():
-            lines.append(f"MSP {slug} user '{slug}-admin' (password '{accounts.passwords['msp']}'), API token "
-                         f"for this run: {token}")
+            lines.append(f"MSP {slug} user '{slug}-admin' (password '{accounts.passwords[f'msp:{slug}']}'), "
+                         f"API token for this run: {token}")
         lines.append(f"Provisioning access key of this run: {accounts.provisioning_key}")
         lines.append("Development credentials only; they live in .data/demo/credentials.json.")
         self._say("\n".join(lines))

@@ -86,12 +86,16 @@ class Command(BaseCommand):
                                      source_name=os.path.basename(file), error_report=error_file,
                                      progress=progress)
         except ImportFileError as error:
+            if error_file:
+                error_file.close()
+                if not errors:
+                    error_path.unlink(missing_ok=True)
             raise CommandError(f"{file}: {error}. Nothing was imported.") from error
         finally:
             progress.finish()
             if stream is not sys.stdin.buffer:
                 stream.close()
-            if error_file:
+            if error_file and not error_file.closed:
                 error_file.close()
 
         if error_path and not report.rejected_count and not errors:
@@ -102,4 +106,5 @@ class Command(BaseCommand):
             self.stdout.write(f"... and {report.rejected_count - len(report.rejected)} more rejected rows.")
         if report.rejected_count and error_path:
             self.stdout.write(f"Every rejected row is listed in {error_path}.")
-        self.stdout.write(f"Import batch {report.batch_id}: {report.summary()} in {report.seconds:.1f} s.")
+        label = f"Import batch {report.batch_id}" if report.batch_id else "Dry run"
+        self.stdout.write(f"{label}: {report.summary()} in {report.seconds:.1f} s.")
