@@ -21,6 +21,9 @@ class MSP(models.Model):
 class MSPMembership(models.Model):
     """Links a user of the Provision Server to the one MSP they act for."""
 
+    class Meta:
+        verbose_name = "MSP membership"
+
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="msp_membership")
     msp = models.ForeignKey(MSP, on_delete=models.CASCADE, related_name="memberships")
 
@@ -41,6 +44,9 @@ class MSPApiToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "MSP API token"
 
     def __str__(self) -> str:
         return f"{self.msp} / {self.name} ({self.key_id})"
