@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from django.core.management.base import CommandError
+from django.core.management.base import BaseCommand, CommandError
 
 from audit.services import Actor
 
@@ -59,3 +59,30 @@ def print_bulk_result(command, result, verb: str) -> None:
     command.stdout.write(
         f"{len(result.changed)} {verb}, {len(result.unchanged)} unchanged, {len(result.rejected)} rejected."
     )
+
+
+class MSPProductListCommand(BaseCommand):
+    """A command that applies one bulk product service of an MSP to the Product IDs of a file.
+
+    Subclasses set ``help``, ``verb`` (past tense for the summary) and
+    ``service`` (a function ``(msp, items, *, actor) -> BulkResult``).
+    """
+
+    verb = ""
+
+    @staticmethod
+    def service(msp, items, *, actor):
+        raise NotImplementedError
+
+    def add_arguments(self, parser):
+        parser.add_argument("msp", help="MSP slug")
+        parser.add_argument("file", help="File of Product IDs, or '-' for standard input")
+
+    def handle(self, *args, msp, file, **options):
+        from msp.models import MSP
+
+        target = MSP.objects.filter(slug=msp).first()
+        if target is None:
+            raise CommandError(f"No MSP with slug {msp!r}.")
+        result = self.service(target, read_product_ids(file), actor=cli_actor())
+        print_bulk_result(self, result, self.verb)
