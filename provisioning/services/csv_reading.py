@@ -35,7 +35,7 @@ def _decoded_lines(stream: BinaryIO) -> Iterator[str]:
     """Yield the text lines of ``stream``, each with its line end.
 
     UTF-8 is decoded line by line, so a decoding error names the line that
-    holds the bad byte. UTF-16 needs its byte order mark and is decoded by
+    contains the bad byte. UTF-16 needs its byte order mark and is decoded by
     the codec as a whole.
     """
     head = stream.read(4)

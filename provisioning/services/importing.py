@@ -6,7 +6,7 @@ row into a temporary staging table with PostgreSQL ``COPY``. The merge then
 happens in a few set-based statements: duplicates within the file, conflicts
 with stored products, unknown models, inserts of new products and the
 optional allocation to an MSP. Memory therefore stays flat whatever the file
-size; the staging table, not Python, holds the rows.
+size, because the staging table, not Python, stores the rows.
 
 Every good row is imported and every bad row is reported with its line number
 and reason, in the report and, when asked, in an error report file. The whole

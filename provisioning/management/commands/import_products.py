@@ -70,7 +70,12 @@ class Command(BaseCommand):
             if msp is None:
                 raise CommandError(f"No MSP with slug {allocate_to!r}; list MSPs in the admin.")
 
-        error_path = Path(errors) if errors else (None if file == "-" else Path(f"{file}.errors.csv"))
+        if errors:
+            error_path = Path(errors)
+        elif file == "-":
+            error_path = None
+        else:
+            error_path = Path(f"{file}.errors.csv")
         try:
             if file == "-":
                 stream, total = sys.stdin.buffer, None
