@@ -4,16 +4,26 @@ from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from onboarding import pages
+from onboarding.pages import controllers, dashboard, tags
 from onboarding.urls import api_urlpatterns
 
 urlpatterns = []
 if settings.DIRECTOR_ROLE:
     urlpatterns += [
         *api_urlpatterns,
-        path("", pages.dashboard, name="dashboard"),
-        path("requests/<uuid:request_id>/approve", pages.decide, {"decision": "approve"}, name="approve"),
-        path("requests/<uuid:request_id>/reject", pages.decide, {"decision": "reject"}, name="reject"),
+        path("", dashboard.dashboard, name="dashboard"),
+        path("requests/decide", dashboard.decide_many, name="decide-many"),
+        path("requests/<uuid:request_id>/approve", dashboard.decide, {"decision": "approve"}, name="approve"),
+        path("requests/<uuid:request_id>/reject", dashboard.decide, {"decision": "reject"}, name="reject"),
+        path("controllers/status", dashboard.controller_status, name="controller-status"),
+        path("controllers/<int:controller_id>/", controllers.controller_detail, name="controller-detail"),
+        path("controllers/<int:controller_id>/revoke", controllers.revoke, name="controller-revoke"),
+        path("controllers/<int:controller_id>/decommission", controllers.decommission,
+             name="controller-decommission"),
+        path("tags/", tags.tag_list, name="tags"),
+        path("tags/create", tags.tag_create, name="tag-create"),
+        path("tags/<int:tag_id>/rename", tags.tag_rename, name="tag-rename"),
+        path("tags/<int:tag_id>/delete", tags.tag_delete, name="tag-delete"),
         path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
         path("accounts/logout/", auth_views.LogoutView.as_view(next_page="/accounts/login/"), name="logout"),
     ]

@@ -1,6 +1,9 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from msp.models import MSP, MSPApiToken, MSPMembership, TenantRegistration
+from audit.services import Actor
+from common.http import client_address
+from msp.models import MSP, MSPApiToken, MSPMembership, MSPSignupRequest, TenantRegistration
+from msp.services.signup import SignupRejected, approve_signup_request, reject_signup_request
 from provisioning.models import LookupEvent
 from provisioning.product_ids import InvalidProductId, normalize_product_id
 
@@ -40,6 +43,49 @@ class TenantRegistrationAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+
+@admin.register(MSPSignupRequest)
+class MSPSignupRequestAdmin(admin.ModelAdmin):
+    """Sign-up requests from the MSP portal; approving one creates the MSP and emails its user."""
+
+    list_display = ["organisation_name", "contact_name", "email", "username", "status", "created_at", "decided_at"]
+    list_filter = ["status"]
+    search_fields = ["organisation_name", "username", "email"]
+    readonly_fields = ["organisation_name", "contact_name", "email", "username", "status", "created_at",
+                       "decided_at", "decided_by", "msp"]
+    actions = ["approve", "reject"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        # Requests change only through the actions below; the detail page is view-only.
+        return False
+
+    @admin.action(description="Approve: create the MSP and its user, and email the password-set link")
+    def approve(self, request, queryset):
+        actor = Actor.for_user(request.user, client_address(request))
+        for signup in queryset.order_by("pk"):
+            try:
+                msp = approve_signup_request(signup, actor=actor, domain=request.get_host(),
+                                             use_https=request.is_secure())
+            except SignupRejected as error:
+                self.message_user(request, f"{signup.organisation_name}: {error.detail}", messages.ERROR)
+            else:
+                self.message_user(request, f"Approved {signup.organisation_name}: created MSP {msp.slug} and user "
+                                           f"{signup.username}, and emailed {signup.email} a password-set link.",
+                                  messages.SUCCESS)
+
+    @admin.action(description="Reject the selected requests")
+    def reject(self, request, queryset):
+        actor = Actor.for_user(request.user, client_address(request))
+        for signup in queryset.order_by("pk"):
+            try:
+                reject_signup_request(signup, actor=actor)
+            except SignupRejected as error:
+                self.message_user(request, f"{signup.organisation_name}: {error.detail}", messages.ERROR)
+            else:
+                self.message_user(request, f"Rejected the request of {signup.organisation_name}.", messages.SUCCESS)
 
 
 @admin.register(LookupEvent)

@@ -21,11 +21,11 @@ class MSP(models.Model):
 class MSPMembership(models.Model):
     """Links a user of the Provision Server to the one MSP they act for."""
 
-    class Meta:
-        verbose_name = "MSP membership"
-
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="msp_membership")
     msp = models.ForeignKey(MSP, on_delete=models.CASCADE, related_name="memberships")
+
+    class Meta:
+        verbose_name = "MSP membership"
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.msp}"
@@ -73,3 +73,40 @@ class TenantRegistration(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.management_url})"
+
+
+class MSPSignupRequest(models.Model):
+    """A request from an organisation to become an MSP, pending until the vendor approves or rejects it.
+
+    Approval creates the MSP and its first user; the user then sets a
+    password through the emailed link.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    organisation_name = models.CharField(max_length=200)
+    contact_name = models.CharField(max_length=200)
+    email = models.EmailField()
+    username = models.CharField(max_length=150)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    msp = models.ForeignKey(MSP, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                            verbose_name="MSP")
+
+    class Meta:
+        verbose_name = "MSP sign-up request"
+        constraints = [
+            # Two pending requests for one user name could not both be approved.
+            models.UniqueConstraint(fields=["username"], condition=models.Q(status="pending"),
+                                    name="msp_signup_pending_username"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organisation_name} ({self.username}, {self.status})"

@@ -10,7 +10,6 @@ import io
 import logging
 
 from django.conf import settings
-from django.db.models import Q
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import authentication, generics, parsers, status
 from rest_framework.pagination import CursorPagination
@@ -22,7 +21,7 @@ from msp import serializers as s
 from msp.authentication import IsMSP, IsVendorStaff, MSPTokenAuthentication, actor_of, msp_of
 from msp.management_urls import InvalidManagementUrl
 from msp.models import MSP, TenantRegistration
-from msp.services import accounts, products, registrations
+from msp.services import accounts, hosted_tenants, products, registrations
 from msp.services.routes import RouteExplanation, explain_route
 from provisioning.models import LookupEvent, Product
 from provisioning.product_ids import InvalidProductId, parse_product_id
@@ -343,13 +342,7 @@ class HostedTenantView(MSPView):
     @extend_schema(request=s.HostedTenantSerializer, responses={201: OpenApiResponse(description="Created")},
                    tags=["MSP API"])
     def post(self, request):
-        from tenants.services import (
-            TenantRejected,
-            create_hosted_tenant,
-            create_tenant_admin,
-            management_url_for,
-            validate_new_tenant,
-        )
+        from tenants.services import TenantRejected
 
         if not settings.DIRECTOR_ROLE:
             raise ApiError(404, "director_role_disabled",
@@ -357,37 +350,22 @@ class HostedTenantView(MSPView):
         serializer = s.HostedTenantSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        msp = msp_of(request)
-        actor = actor_of(request)
-        url = management_url_for(data["domain"].strip().lower())
         try:
-            validate_new_tenant(data["schema_name"].strip().lower(), data["domain"].strip().lower())
-        except TenantRejected as error:
-            raise _tenant_error(error) from error
-        if data["register"] and TenantRegistration.objects.filter(
-            Q(msp=msp, name=data["name"].strip()) | Q(management_url=url)
-        ).exists():
-            # Checked before the schema exists: afterwards the access key,
-            # shown only once, would be lost with the failed registration.
-            raise ApiError(409, "duplicate_registration",
-                           f"A tenant registration named {data['name']!r} or at {url} already exists; "
-                           "pick another name or domain.")
-        try:
-            tenant, access_key = create_hosted_tenant(
-                name=data["name"], schema_name=data["schema_name"], domain=data["domain"], actor=actor,
-                owner_msp=msp,
+            created = hosted_tenants.create_and_register_hosted_tenant(
+                msp_of(request), name=data["name"], schema_name=data["schema_name"], domain=data["domain"],
+                register=data["register"], admin_username=data.get("admin_username"),
+                admin_password=data.get("admin_password"), actor=actor_of(request),
             )
         except TenantRejected as error:
             raise _tenant_error(error) from error
-        if data.get("admin_username") and data.get("admin_password"):
-            create_tenant_admin(tenant, data["admin_username"], data["admin_password"], actor=actor)
+        except registrations.RegistrationRejected as error:
+            raise _registration_error(error) from error
 
-        body = {"schema_name": tenant.schema_name, "domain": data["domain"].lower(), "management_url": url,
-                "access_key": access_key, "tenant_registration": None}
-        if data["register"]:
-            registration = registrations.register_tenant(msp, name=data["name"], management_url=url,
-                                                         access_key=access_key, actor=actor)
-            body["tenant_registration"] = registration.pk
+        body = {"schema_name": created.tenant.schema_name, "domain": data["domain"].strip().lower(),
+                "management_url": created.management_url, "access_key": created.access_key,
+                "tenant_registration": created.registration.pk if created.registration else None}
+        if created.registration_error:
+            body["registration_error"] = created.registration_error
         return Response(body, status=status.HTTP_201_CREATED)
 
 

@@ -19,6 +19,8 @@ class EdgeController(models.Model):
         PENDING = "pending", "Waiting for approval"
         ONBOARDED = "onboarded", "Onboarded"
         REJECTED = "rejected", "Rejected"
+        # Taken out of service by an admin: its certificate is revoked.
+        DECOMMISSIONED = "decommissioned", "Decommissioned"
 
     product_id = models.CharField("Product ID", max_length=128, unique=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)

@@ -78,6 +78,14 @@ def pytest_collection_modifyitems(items):
             if not item.get_closest_marker("django_db"):
                 item.add_marker(pytest.mark.django_db)
 
+    # Playwright's sync API keeps an event loop running in the main thread
+    # until its session fixture closes, and Django refuses database calls from
+    # a thread with a running loop, so the browser tests run last.
+    browser_items = [item for item in items if "tests/browser/" in str(item.fspath).replace("\\", "/")]
+    if browser_items:
+        others = [item for item in items if item not in browser_items]
+        items[:] = others + browser_items
+
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_test_environment, django_db_blocker):

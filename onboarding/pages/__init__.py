@@ -1,0 +1,1 @@
+"""Director tenant web pages: the tenant admin's onboarding queue, fleet list, tags and EC details."""
