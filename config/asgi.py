@@ -27,6 +27,7 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.http.request import split_domain_port, validate_host  # noqa: E402
 
+from common.db import released_connection  # noqa: E402
 from onboarding.longpoll import poll_onboard_request  # noqa: E402
 from tenants.models import Domain  # noqa: E402
 
@@ -40,8 +41,8 @@ HOST_CACHE_SECONDS = 30
 _host_cache: dict[str, tuple[float, str | None]] = {}
 
 
+@released_connection
 def _lookup_schema(hostname: str) -> str | None:
-    connection.close_if_unusable_or_obsolete()
     connection.set_schema_to_public()
     domain = Domain.objects.select_related("tenant").filter(domain=hostname).first()
     return domain.tenant.schema_name if domain else None

@@ -126,8 +126,22 @@ _database = env.db_url("DATABASE_URL")
 # A Unix socket folder arrives percent-encoded in the host part of the URL.
 _database["HOST"] = unquote(_database.get("HOST") or "")
 _database["ENGINE"] = "django_tenants.postgresql_backend"
-_database["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-_database["CONN_HEALTH_CHECKS"] = True
+# Under ASGI each request runs in a thread of its own with its own database
+# connection, so persistent connections pile up past PostgreSQL's limit under
+# load. A psycopg pool per process bounds them instead: a request borrows a
+# connection and returns it when the request ends.
+DATABASE_POOL_SIZE = env.int("DATABASE_POOL_SIZE", default=10)
+if DATABASE_POOL_SIZE > 0:
+    _database["CONN_MAX_AGE"] = 0
+    _database.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DATABASE_POOL_SIZE,
+        # Seconds a request waits for a free connection before it fails.
+        "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+    }
+else:
+    _database["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
+    _database["CONN_HEALTH_CHECKS"] = True
 _database.setdefault("TEST", {})["NAME"] = env.str("ZTSP_TEST_DATABASE_NAME", default="test_ztsp")
 DATABASES = {"default": _database}
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]

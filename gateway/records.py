@@ -14,6 +14,7 @@ from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from common.db import released_connection
 from onboarding.models import EdgeController
 from pki.models import IssuedCertificate, IssuingCA
 from tenants.models import Tenant
@@ -36,13 +37,9 @@ class PeerRejected(Exception):
         super().__init__(detail)
 
 
-def _fresh_connection() -> None:
-    connection.close_if_unusable_or_obsolete()
-
-
+@released_connection
 def load_issuing_cas() -> dict[str, tuple[str, str]]:
     """Return {issuing CA key id: (tenant schema, CA certificate PEM)} for every hosted tenant."""
-    _fresh_connection()
     found: dict[str, tuple[str, str]] = {}
     connection.set_schema_to_public()
     for schema_name in Tenant.objects.exclude(schema_name="public").values_list("schema_name", flat=True):
@@ -52,9 +49,9 @@ def load_issuing_cas() -> dict[str, tuple[str, str]]:
     return found
 
 
+@released_connection
 def authorize_peer(schema_name: str, serial_hex: str, product_id: str) -> TunnelPeer:
     """Check that the presented certificate is an active certificate of that tenant for that EC."""
-    _fresh_connection()
     with schema_context(schema_name):
         certificate = IssuedCertificate.objects.filter(serial_hex=serial_hex).first()
         if certificate is None:
@@ -66,8 +63,8 @@ def authorize_peer(schema_name: str, serial_hex: str, product_id: str) -> Tunnel
         return TunnelPeer(schema_name, product_id, serial_hex, certificate.edge_controller_id)
 
 
+@released_connection
 def mark_online(peer: TunnelPeer, *, firmware: str, config_version: int) -> None:
-    _fresh_connection()
     now = timezone.now()
     with schema_context(peer.schema_name):
         EdgeController.objects.filter(pk=peer.edge_controller_id).update(
@@ -77,16 +74,16 @@ def mark_online(peer: TunnelPeer, *, firmware: str, config_version: int) -> None
     logger.info("Tunnel up: %s in %s (certificate %s)", peer.product_id, peer.schema_name, peer.serial_hex)
 
 
+@released_connection
 def record_heartbeats(schema_name: str, seen: dict[int, datetime]) -> None:
     """Write the last heartbeat time of many ECs of one tenant (batched by the gateway)."""
-    _fresh_connection()
     with schema_context(schema_name):
         for controller_id, at in seen.items():
             EdgeController.objects.filter(pk=controller_id).update(last_heartbeat_at=at, online=True)
 
 
+@released_connection
 def mark_offline(peer: TunnelPeer) -> None:
-    _fresh_connection()
     with schema_context(peer.schema_name):
         EdgeController.objects.filter(pk=peer.edge_controller_id).update(
             online=False, tunnel_disconnected_at=timezone.now()
@@ -94,9 +91,9 @@ def mark_offline(peer: TunnelPeer) -> None:
     logger.info("Tunnel down: %s in %s", peer.product_id, peer.schema_name)
 
 
+@released_connection
 def revoked_serials(schema_name: str, serials: list[str]) -> set[str]:
     """Return which of ``serials`` are now revoked (or gone) in the tenant."""
-    _fresh_connection()
     with schema_context(schema_name):
         active = set(
             IssuedCertificate.objects.filter(serial_hex__in=serials, revoked_at__isnull=True)
@@ -105,9 +102,9 @@ def revoked_serials(schema_name: str, serials: list[str]) -> set[str]:
     return set(serials) - active
 
 
+@released_connection
 def mark_all_offline() -> int:
     """Mark every EC offline; run at gateway start, when no tunnel can be open yet."""
-    _fresh_connection()
     total = 0
     connection.set_schema_to_public()
     for schema_name in Tenant.objects.exclude(schema_name="public").values_list("schema_name", flat=True):

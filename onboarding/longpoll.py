@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
 from django_tenants.utils import schema_context
 
+from common.db import released_connection
 from onboarding.events import OnboardEventHub, channel_for
 from onboarding.models import OnboardRequest
 from onboarding.services import poll_token_matches
@@ -63,17 +63,12 @@ def parse_wait(raw: str | None) -> float | None:
     return min(wait, float(settings.ZTSP_LONG_POLL_MAX_WAIT))
 
 
+@released_connection
 def read_request_state(schema_name: str, request_id: uuid.UUID) -> dict | None:
     """Return the API body of a request, or None when it does not exist (blocking: run in a thread)."""
     from pki.models import IssuedCertificate
     from pki.services import ca_chain_pem
 
-    # Pool threads keep their connection between calls; drop it if it broke
-    # (a PostgreSQL restart) so this read opens a fresh one. Inside a
-    # transaction (the WSGI view in a test, ATOMIC_REQUESTS) the connection
-    # belongs to the caller and is left alone.
-    if not connection.in_atomic_block:
-        connection.close_if_unusable_or_obsolete()
     with schema_context(schema_name):
         row = OnboardRequest.objects.filter(pk=request_id).values("status", "product_id").first()
         if row is None:

@@ -74,14 +74,16 @@ class Product(models.Model):
 
     # Canonical "MODEL:uuid" form from provisioning.product_ids.
     product_id = models.CharField("Product ID", max_length=128, unique=True)
-    model_number = models.CharField(max_length=32, db_index=True)
+    # Indexed through (model_number, state) below. Every index here costs
+    # time on each imported row, so none repeats another's leading column.
+    model_number = models.CharField(max_length=32)
     uuid = models.UUIDField("UUID", unique=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
     created_at = models.DateTimeField(default=timezone.now)
 
     msp = models.ForeignKey(
         "msp.MSP", null=True, blank=True, on_delete=models.PROTECT, related_name="products",
-        verbose_name="MSP",
+        verbose_name="MSP", db_index=False,  # indexed through (msp, claimed_at)
     )
     allocated_at = models.DateTimeField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
@@ -96,21 +98,24 @@ class Product(models.Model):
     last_facts = models.JSONField(default=dict, blank=True)
 
     # Data from the manufacturing line.
-    serial_number = models.CharField(max_length=64, blank=True, db_index=True)
+    serial_number = models.CharField(max_length=64, blank=True)
     # A per-device credential: a public key (PEM) or the SHA-256 of a secret
     # (hex); the secret itself never reaches the Provision Server.
     credential_type = models.CharField(max_length=16, choices=CredentialType.choices, blank=True)
     credential = models.TextField(blank=True)
     metadata = models.JSONField(default=dict, blank=True)
+    # No database constraint or index: the import sets it on every new row,
+    # and checking a million references at commit costs seconds for nothing
+    # (batches are never deleted).
     import_batch = models.ForeignKey("ImportBatch", null=True, blank=True, on_delete=models.SET_NULL,
-                                     related_name="products")
+                                     related_name="products", db_constraint=False, db_index=False)
 
     class Meta:
         indexes = [
             models.Index(fields=["msp", "claimed_at"]),
-            # Prefix search by Product ID in the admin (LIKE 'EC100:7c9e%').
-            models.Index(fields=["product_id"], name="product_id_prefix", opclasses=["varchar_pattern_ops"]),
             models.Index(fields=["model_number", "state"]),
+            # Exact serial search in the admin (no LIKE index needed).
+            models.Index(fields=["serial_number"], name="product_serial"),
         ]
         constraints = [
             # A product is claimed only by the MSP it was allocated to, and
