@@ -11,7 +11,7 @@ class AuditEventAdmin(admin.ModelAdmin):
         "at", "actor_type", "actor", "action", "object_type", "object_id", "tenant_schema", "source_address",
     ]
     list_filter = ["action", "actor_type"]
-    search_fields = ["=object_id", "=actor", "=tenant_schema"]
+    search_fields = ["=object_id", "=actor", "=tenant_schema", "^action"]
     date_hierarchy = "at"
     show_full_result_count = False
 

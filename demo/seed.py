@@ -170,7 +170,7 @@ def import_and_claim(count: int) -> DemoBatch:
     csv_path = demo_dir() / "manufacturing.csv"
     product_ids = write_manufacturing_csv(csv_path, count)
     with open(csv_path, "rb") as stream:
-        report = import_products(stream, actor=VENDOR)
+        report = import_products(stream, actor=VENDOR, source_name=csv_path.name)
 
     tenant_of = {product_id: DEMO_TENANTS[index % len(DEMO_TENANTS)][0] for index, product_id in
                  enumerate(product_ids)}

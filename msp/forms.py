@@ -76,7 +76,8 @@ class ProductIdListForm(forms.Form):
         else:
             self.add_error("product_ids", "Upload a CSV file or paste at least one Product ID.")
             return cleaned
-        if "items" in cleaned and not cleaned["items"]:
+        # None means the file could not be read, and that error is already shown.
+        if cleaned.get("items") == []:
             field = "csv_file" if upload else "product_ids"
             self.add_error(field, "No Product IDs found: every line is blank or a header.")
         return cleaned
@@ -173,7 +174,7 @@ class HostedTenantForm(forms.Form):
     schema_name = forms.CharField(label="Schema name", max_length=MAX_SCHEMA_NAME_CHARS, required=False,
                                   help_text="Leave blank to make it from the name (e.g. acme_corp).")
     domain = forms.CharField(label="Domain", max_length=253, required=False,
-                             help_text="Leave blank for <name>.localhost.")
+                             help_text="Leave blank for NAME.localhost, NAME made from the tenant name.")
 
     def __init__(self, *args, msp: MSP, **kwargs):
         super().__init__(*args, **kwargs)

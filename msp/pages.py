@@ -159,8 +159,8 @@ def claim(request):
         items = form.cleaned_data["items"]
         result = products.claim_products(request.msp, items, actor=actor_of(request))
         table = result_table(items, result, changed="claimed", unchanged="already claimed")
-        messages.success(request, f"Claimed {table.changed} products; {table.unchanged} were already claimed "
-                                  f"and {table.rejected} were rejected.")
+        messages.success(request, f"Claimed: {table.changed}. Already claimed: {table.unchanged}. "
+                                  f"Rejected: {table.rejected}.")
         return render(request, "msp/bulk_result.html", {"title": "Claim result", "table": table})
     return render(request, "msp/claim.html", {"form": form})
 

@@ -10,7 +10,7 @@ import io
 import logging
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import authentication, generics, parsers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
@@ -73,6 +73,7 @@ class ProductCursorPagination(CursorPagination):
     max_page_size = 5000
 
 
+@extend_schema_view(get=extend_schema(tags=["MSP API"]))
 class ProductListView(generics.ListAPIView):
     """Products allocated to the caller's MSP, with their claim, mapping and ZTP status."""
 
@@ -233,6 +234,7 @@ def _registration_error(error) -> ApiError:
     return ApiError(409 if conflict else 400, error.code, error.detail, extra=extra)
 
 
+@extend_schema_view(get=extend_schema(tags=["MSP API"]), post=extend_schema(tags=["MSP API"]))
 class TenantRegistrationListView(generics.ListCreateAPIView):
     """The caller's tenant registrations; POST registers a tenant URL and access key."""
 
@@ -390,6 +392,7 @@ class ApiTokenView(APIView):
 # Vendor staff endpoints (Django staff users, HTTP Basic or session).
 
 
+@extend_schema_view(get=extend_schema(tags=["Vendor API"]), post=extend_schema(tags=["Vendor API"]))
 class VendorMSPListView(generics.ListCreateAPIView):
     authentication_classes = VENDOR_AUTHENTICATION
     permission_classes = [IsVendorStaff]

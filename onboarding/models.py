@@ -3,10 +3,17 @@
 import uuid
 
 from django.db import models
+from django.db.models.functions import Lower
 
 
 class Tag(models.Model):
     name = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        constraints = [
+            # "East" and "east" are one tag.
+            models.UniqueConstraint(Lower("name"), name="tag_name_unique_ignoring_case"),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -7,6 +7,7 @@ Celery task or ``schema_context``).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -137,15 +138,35 @@ def submit_onboard_request(raw_product_id: str, csr_pem: str, facts, *, source_a
     return SubmitResult(onboard_request, True, poll_token_for(onboard_request))
 
 
+# Tag names: letters, digits, spaces and . _ : / - ; compared ignoring case.
+TAG_NAME_RE = re.compile(r"[\w][\w .:/-]*")
+
+
+def tag_name_problem(name: str) -> str | None:
+    """Return why ``name`` is not a valid tag name, or None when it is."""
+    if len(name) > TAG_MAX_CHARS:
+        return f"Tag {name[:20]!r}... is longer than {TAG_MAX_CHARS} characters."
+    if not TAG_NAME_RE.fullmatch(name):
+        return (f"Tag {name!r} may contain only letters, digits, spaces and . _ : / -, "
+                "and must start with a letter or digit.")
+    return None
+
+
+def tag_named(name: str) -> Tag:
+    """Return the tag called ``name`` in any letter case, creating it when none exists."""
+    return Tag.objects.filter(name__iexact=name).first() or Tag.objects.create(name=name)
+
+
 def _clean_tags(tags: Iterable[str]) -> list[str]:
     names = []
     for tag in tags:
         name = str(tag).strip()
         if not name:
             continue
-        if len(name) > TAG_MAX_CHARS:
-            raise InvalidTransition("invalid_tag", f"Tag {name[:20]!r}... is longer than {TAG_MAX_CHARS} characters.")
-        if name not in names:
+        problem = tag_name_problem(name)
+        if problem:
+            raise InvalidTransition("invalid_tag", problem)
+        if name.lower() not in (existing.lower() for existing in names):
             names.append(name)
     if len(names) > MAX_TAGS:
         raise InvalidTransition("invalid_tag", f"{len(names)} tags given; use at most {MAX_TAGS}.")
@@ -197,7 +218,7 @@ def approve_onboard_request(onboard_request: OnboardRequest, *, actor: Actor, ta
         controller.facts = locked.facts or controller.facts
         controller.last_source_address = locked.source_address
         controller.save(update_fields=["facts", "last_source_address", "last_seen_at"])
-        tag_objects = [Tag.objects.get_or_create(name=name)[0] for name in tag_names]
+        tag_objects = [tag_named(name) for name in tag_names]
         controller.tags.add(*tag_objects)
 
         record_event("onboard_request.approve", actor=actor, object_type="onboard_request",

@@ -16,7 +16,7 @@ from django.utils import timezone
 from audit.services import Actor, record_event
 from onboarding.events import publish_request_changed
 from onboarding.models import EdgeController, OnboardRequest, Tag
-from onboarding.services import TAG_MAX_CHARS, approve_onboard_request, reject_onboard_request
+from onboarding.services import TAG_MAX_CHARS, approve_onboard_request, reject_onboard_request, tag_name_problem
 from pki.models import IssuedCertificate
 from pki.services import revoke_certificate
 
@@ -111,6 +111,9 @@ def clean_tag_name(name: str) -> str:
         raise PortalError("tag_name_invalid",
                           f"Tag name {name!r} contains a comma or semicolon, which separate tags; remove it.",
                           field="name")
+    problem = tag_name_problem(name)
+    if problem:
+        raise PortalError("tag_name_invalid", problem, field="name")
     return name
 
 

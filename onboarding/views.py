@@ -7,7 +7,7 @@ import logging
 from asgiref.sync import async_to_sync, sync_to_async
 from django.db import connection
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import authentication, generics, permissions
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny
@@ -170,6 +170,7 @@ class ProductIdPagination(CursorPagination):
     max_page_size = 1000
 
 
+@extend_schema_view(get=extend_schema(tags=["Director API"]))
 class OnboardRequestListView(generics.ListAPIView):
     """Onboard requests of this tenant, newest first; ``?status=pending`` filters."""
 
@@ -186,6 +187,7 @@ class OnboardRequestListView(generics.ListAPIView):
         return queryset
 
 
+@extend_schema_view(get=extend_schema(tags=["Director API"]))
 class EdgeControllerListView(generics.ListAPIView):
     authentication_classes = TENANT_ADMIN_AUTHENTICATION
     permission_classes = [IsTenantAdmin]

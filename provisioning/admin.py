@@ -175,7 +175,11 @@ class ImportBatchAdmin(admin.ModelAdmin):
     """Import batches are written by the import and never edited."""
 
     list_display = ["created_at", "created_by", "source_name", "status", "rows", "inserted", "unchanged", "updated",
-                    "rejected", "allocated_to", "allocated", "seconds"]
+                    "rejected", "allocated_to", "allocated", "duration"]
+
+    @admin.display(description="seconds")
+    def duration(self, batch: ImportBatch) -> str:
+        return f"{batch.seconds:.1f}"
     list_filter = ["status"]
     date_hierarchy = "created_at"
 

@@ -94,7 +94,10 @@ def _last_lookup_reason(product: Product, history_since: datetime | None) -> Rou
     if history_since is not None:
         events = events.filter(at__gte=history_since)
     last_event = events.order_by("-at", "-id").first()
+    at = product.last_lookup_at
     if last_event is not None:
         detail += (f" The last recorded outcome was {last_event.status} {last_event.code} "
-                   f"at {last_event.at.isoformat()}.")
-    return RouteReason("last_lookup", detail, product.last_lookup_at)
+                   f"at {last_event.at:%Y-%m-%d %H:%M:%S} UTC.")
+        # The product row is written at most once a minute; the history is exact.
+        at = max(at, last_event.at)
+    return RouteReason("last_lookup", detail, at)

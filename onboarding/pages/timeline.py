@@ -64,8 +64,8 @@ def build_timeline(controller: EdgeController, serials: list[str], request_ids: 
         entries.append(TimelineEntry(event.at, kind, text, event.actor))
 
     if controller.tunnel_connected_at:
-        entries.append(TimelineEntry(controller.tunnel_connected_at, "tunnel-up", "Tunnel up (latest)"))
+        entries.append(TimelineEntry(controller.tunnel_connected_at, "tunnel-up", "Last tunnel up"))
     if controller.tunnel_disconnected_at:
-        entries.append(TimelineEntry(controller.tunnel_disconnected_at, "tunnel-down", "Tunnel down (latest)"))
+        entries.append(TimelineEntry(controller.tunnel_disconnected_at, "tunnel-down", "Last tunnel down"))
     entries.sort(key=lambda entry: entry.at, reverse=True)
     return entries

@@ -370,3 +370,13 @@ def test_product_detail_of_other_msp_is_404(world, client_a):
     assert client_a.get(f"/portal/products/{theirs}/").status_code == 404
     assert client_a.get(f"/portal/products/{missing}/").status_code == 404
     assert client_a.get("/portal/products/not-a-product-id/").status_code == 404
+
+
+def test_claim_unreadable_file_shows_one_error(client_a):
+    upload = SimpleUploadedFile("claim.csv", b"EC100:\xff\xfe\x00garbage\n", content_type="text/csv")
+
+    response = client_a.post(CLAIM_URL, {"csv_file": upload})
+
+    errors = response.context["form"].errors["csv_file"]
+    assert len(errors) == 1
+    assert errors[0].startswith("The CSV cannot be read")
