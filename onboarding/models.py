@@ -47,6 +47,10 @@ class EdgeController(models.Model):
 
     class Meta:
         verbose_name = "Edge Controller"
+        indexes = [
+            # The onboarded list: WHERE state = 'onboarded' ORDER BY id DESC, read from the cursor on.
+            models.Index(fields=["state", "id"], name="edge_controller_state_id"),
+        ]
 
     def __str__(self) -> str:
         return self.product_id
@@ -81,6 +85,10 @@ class OnboardRequest(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            # The pending list: WHERE status = 'pending' ORDER BY created_at, id, read from the cursor on.
+            models.Index(fields=["status", "created_at", "id"], name="onboard_request_status_created"),
+        ]
         constraints = [
             # The same CSR from the same EC is the same request (idempotent retries).
             models.UniqueConstraint(fields=["product_id", "csr_fingerprint"], name="onboard_request_per_csr"),

@@ -10,8 +10,8 @@ from django.http import Http404, JsonResponse
 
 from onboarding.models import EdgeController
 
-# Maximum rows shown per table. A tenant with more ECs narrows the list with the filters.
-PAGE_SIZE = 200
+# Rows per page of the pending and onboarded lists, and the maximum ids of one status request.
+PAGE_SIZE = 100
 
 # Tunnel status values of the onboarded list and of its JSON endpoint.
 ONLINE = "online"

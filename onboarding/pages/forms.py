@@ -11,6 +11,7 @@ from onboarding.pages.common import STATUS_LABELS
 from onboarding.services import MAX_TAGS
 from onboarding.services_portal import ADMIN_REVOCATION_REASONS, REASON_MAX_CHARS, PortalError, clean_tag_name
 from pki.models import IssuedCertificate
+from provisioning.product_ids import MODEL_NUMBER_RE, InvalidProductId, normalize_product_id
 
 DECISIONS = [("approve", "Approve selected"), ("reject", "Reject selected")]
 
@@ -83,7 +84,62 @@ class BulkDecisionForm(forms.Form):
 STATUS_CHOICES = [("", "any status"), *STATUS_LABELS.items()]
 
 
+# Lengths of the five hyphen-separated groups of a UUID's text form.
+UUID_GROUP_LENGTHS = (8, 4, 4, 4, 12)
+
+
+def uuid_text_prefix(text: str) -> str | None:
+    """Return the canonical (lower-case, hyphenated) start of a UUID for hex digits ``text``, or None.
+
+    Hyphens in ``text`` are ignored and put back where the 8-4-4-4-12 form has them,
+    so ``7C9E66797`` becomes ``7c9e6679-7``.
+    """
+    digits = text.replace("-", "").lower()
+    if not digits or len(digits) > 32 or any(char not in "0123456789abcdef" for char in digits):
+        return None
+    groups = []
+    for length in UUID_GROUP_LENGTHS:
+        if not digits:
+            break
+        groups.append(digits[:length])
+        digits = digits[length:]
+    return "-".join(groups)
+
+
+def product_id_search_prefix(text: str) -> tuple[str, bool]:
+    """Turn a search term into (canonical value, exact) for the onboarded list, or raise ValidationError.
+
+    A full Product ID gives its canonical form and exact=True. ``MODEL:uuid-start``
+    gives the canonical start of matching Product IDs and exact=False, which the
+    view matches with ``LIKE 'MODEL:uuid-start%'``.
+    """
+    try:
+        return normalize_product_id(text), True
+    except InvalidProductId:
+        pass
+    model, separator, uuid_part = text.strip().partition(":")
+    model = model.strip()
+    uuid_part = uuid_part.strip().lstrip("{").strip()
+    if not separator or not MODEL_NUMBER_RE.match(model):
+        raise forms.ValidationError(
+            f"{text!r} is not a Product ID; enter one like EC100:7c9e6679-7425-40de-944b-e07fc1f90ae7, "
+            "or the model number, a colon and the start of the UUID, like EC100:7c9e."
+        )
+    if not uuid_part:
+        return f"{model.upper()}:", False
+    prefix = uuid_text_prefix(uuid_part)
+    if prefix is None:
+        raise forms.ValidationError(
+            f"{uuid_part!r} is not the start of a UUID; use hexadecimal digits (0-9, a-f), like EC100:7c9e."
+        )
+    return f"{model.upper()}:{prefix}", False
+
+
 class ControllerFilterForm(forms.Form):
+    q = forms.CharField(
+        label="Product ID", required=False, max_length=128,
+        help_text="A full Product ID, or the model number and the start of the UUID, like EC100:7c9e.",
+    )
     tag = forms.ModelChoiceField(
         queryset=Tag.objects.order_by("name"), to_field_name="name", required=False, empty_label="any tag",
         error_messages={"invalid_choice": "No tag with that name; choose one from the list."},
@@ -92,6 +148,10 @@ class ControllerFilterForm(forms.Form):
         choices=STATUS_CHOICES, required=False,
         error_messages={"invalid_choice": "%(value)s is not a status; choose online, offline or never."},
     )
+
+    def clean_q(self) -> tuple[str, bool] | None:
+        text = self.cleaned_data["q"].strip()
+        return product_id_search_prefix(text) if text else None
 
 
 class TagForm(forms.Form):
