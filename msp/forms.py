@@ -10,6 +10,7 @@ import io
 import re
 
 from django import forms
+from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.db.models import Q
 from django.utils.text import slugify
@@ -175,6 +176,12 @@ class HostedTenantForm(forms.Form):
                                   help_text="Leave blank to make it from the name (e.g. acme_corp).")
     domain = forms.CharField(label="Domain", max_length=253, required=False,
                              help_text="Leave blank for NAME.localhost, NAME made from the tenant name.")
+    admin_username = forms.CharField(label="Tenant admin user name", max_length=150, required=False,
+                                     validators=[UnicodeUsernameValidator()],
+                                     help_text="The first user who signs in at the tenant's Director. "
+                                               "Leave both admin fields blank to create no user.")
+    admin_password = forms.CharField(label="Tenant admin password", required=False, strip=False,
+                                     widget=forms.PasswordInput(render_value=False))
 
     def __init__(self, *args, msp: MSP, **kwargs):
         super().__init__(*args, **kwargs)
@@ -184,6 +191,7 @@ class HostedTenantForm(forms.Form):
         from tenants.services import TenantRejected, management_url_for, validate_new_tenant
 
         cleaned = super().clean()
+        self._clean_admin(cleaned)
         name = (cleaned.get("name") or "").strip()
         if not name:
             return cleaned
@@ -208,6 +216,24 @@ class HostedTenantForm(forms.Form):
             self.add_error("domain", f"A tenant is already registered at {url}; pick another domain.")
         cleaned["management_url"] = url
         return cleaned
+
+    def _clean_admin(self, cleaned) -> None:
+        """Check the optional first tenant admin: both fields or neither, and a password the validators accept."""
+        username = (cleaned.get("admin_username") or "").strip()
+        password = cleaned.get("admin_password") or ""
+        cleaned["admin_username"] = username
+        if "admin_username" in self.errors:
+            return
+        if username and not password:
+            self.add_error("admin_password", "Missing tenant admin password: give one, or leave the user name blank.")
+        elif password and not username:
+            self.add_error("admin_username", "Missing tenant admin user name: give one, or leave the password blank.")
+        elif password:
+            # The user does not exist yet, so an unsaved one lets the similarity validator compare the name.
+            try:
+                password_validation.validate_password(password, user=get_user_model()(username=username))
+            except forms.ValidationError as error:
+                self.add_error("admin_password", error)
 
 
 class ExternalTenantForm(forms.Form):

@@ -212,7 +212,8 @@ def create_hosted_tenant(request):
     try:
         created = hosted_tenants.create_and_register_hosted_tenant(
             request.msp, name=data["name"], schema_name=data["schema_name"], domain=data["domain"],
-            actor=actor_of(request),
+            actor=actor_of(request), admin_username=data["admin_username"] or None,
+            admin_password=data["admin_password"] or None,
         )
     except TenantRejected as error:
         # Another request took the schema name or domain after the form's check.

@@ -122,6 +122,41 @@ def test_create_hosted_tenant_derives_names_and_shows_key(world, client_a):
     assert response["Cache-Control"].count("no-store") == 1
 
 
+def test_create_hosted_tenant_with_first_admin(world, client_a):
+    from django.contrib.auth import get_user_model
+    from django_tenants.utils import schema_context
+
+    suffix = uuid.uuid4().hex[:8]
+    response = client_a.post("/portal/tenants/hosted/", {
+        "hosted-name": f"Admin {suffix}", "hosted-admin_username": "first-admin",
+        "hosted-admin_password": "tenant-admin-password-2024",
+    })
+
+    assert response.status_code == 200
+    tenant = Tenant.objects.get(schema_name=f"admin_{suffix}")
+    with schema_context(tenant.schema_name):
+        admin = get_user_model().objects.get(username="first-admin")
+        assert admin.check_password("tenant-admin-password-2024")
+        assert admin.is_staff
+
+
+@pytest.mark.parametrize(("fields", "field", "message"), [
+    ({"hosted-admin_username": "first-admin", "hosted-admin_password": "short"}, "admin_password", "too short"),
+    ({"hosted-admin_username": "first-admin", "hosted-admin_password": "password"}, "admin_password",
+     "too common"),
+    ({"hosted-admin_username": "first-admin"}, "admin_password", "Missing tenant admin password"),
+    ({"hosted-admin_password": "tenant-admin-password-2024"}, "admin_username", "Missing tenant admin user name"),
+    ({"hosted-admin_username": "no spaces", "hosted-admin_password": "tenant-admin-password-2024"},
+     "admin_username", "valid username"),
+])
+def test_create_hosted_tenant_rejects_bad_first_admin(client_a, no_schema_creation, fields, field, message):
+    response = client_a.post("/portal/tenants/hosted/", {"hosted-name": "Fine", **fields})
+
+    assert response.status_code == 400
+    errors = field_errors(response, "hosted_form")
+    assert message in " ".join(errors[field]), errors
+
+
 def test_rotate_key_of_hosted_tenant_shows_new_key(world, client_a):
     response = client_a.post(f"/portal/tenants/{world.a.registration.pk}/rotate/")
 
