@@ -8,7 +8,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from msp import pages as msp_pages
-from provisioning.views import ZtpLookupView
+from provisioning.views import ZtpLookupView, ZtpReportView
 
 admin.site.site_header = "ZTSP vendor admin"
 admin.site.site_title = "ZTSP vendor admin"
@@ -42,6 +42,7 @@ urlpatterns = [
 if settings.PROVISION_ROLE:
     urlpatterns += [
         path("api/v1/ztp/lookup", ZtpLookupView.as_view(), name="ztp-lookup"),
+        path("api/v1/ztp/report", ZtpReportView.as_view(), name="ztp-report"),
         path("", include("msp.urls")),
         path("portal/", include((portal_urlpatterns, "msp-portal"))),
         # Django's password reset views reverse these names without a namespace.

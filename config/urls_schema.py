@@ -3,10 +3,11 @@
 from django.urls import include, path
 
 from onboarding.urls import api_urlpatterns
-from provisioning.views import ZtpLookupView
+from provisioning.views import ZtpLookupView, ZtpReportView
 
 urlpatterns = [
     path("api/v1/ztp/lookup", ZtpLookupView.as_view()),
+    path("api/v1/ztp/report", ZtpReportView.as_view()),
     path("", include("msp.urls")),
     *api_urlpatterns,
 ]

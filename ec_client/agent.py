@@ -177,6 +177,9 @@ class Agent:
         self.state = AgentState()
         self.key: PrivateKey | None = None
         self.certificate: VerifiedCertificate | None = None
+        # Serial of the certificate last reported to the Provision Server as onboarded.
+        self._reported_serial: str | None = None
+        self._report_task: asyncio.Task[None] | None = None
         # Current phase of this run, starting at the phase resumed from state.json.
         self.phase = "new"
         self.seconds_to_phase: dict[str, float] = {}
@@ -365,6 +368,11 @@ class Agent:
         return self.session
 
     async def _close_session(self) -> None:
+        if self._report_task is not None:
+            # Give an onboarded report in flight a moment to finish.
+            await asyncio.wait({self._report_task}, timeout=5)
+            await self._cancel(self._report_task)
+            self._report_task = None
         if self.session is not None:
             await self.session.close()
             self.session = None
@@ -697,6 +705,24 @@ class Agent:
         finally:
             await self._cancel(tunnel)
 
+    async def _report_onboarded(self, serial_hex: str) -> None:
+        """Tell the Provision Server this EC is onboarded (``POST /api/v1/ztp/report``); one try, no retry."""
+        device = self.device
+        session = await self._session()
+        try:
+            response = await call_json(
+                session, "POST", f"{device.provision_url}/api/v1/ztp/report", token=device.access_key,
+                body={"product_id": device.product_id, "status": "onboarded",
+                      "director_url": self.state.director_url, "certificate_serial": serial_hex},
+                read_timeout=10.0, ssl_context=self.http_ssl,
+            )
+        except TransportError as error:
+            logger.info("%s: could not report onboarded to the Provision Server: %s", self.product_id, error)
+            return
+        if not 200 <= response.status < 300:
+            logger.info("%s: the Provision Server did not accept the onboarded report: %s %s", self.product_id,
+                        response.status, response.body.get("code") if isinstance(response.body, dict) else "")
+
     async def _hold_then_stop(self, client: TunnelClient, tunnel: asyncio.Task[None]) -> None:
         connected = asyncio.create_task(client.connected.wait())
         try:
@@ -720,6 +746,13 @@ class Agent:
         logger.info("%s: hold time over, closing the tunnel", self.product_id)
 
     def _on_tunnel_up(self, hello: dict[str, Any]) -> None:
+        if self.certificate is not None and self._reported_serial != self.certificate.serial_hex:
+            self._reported_serial = self.certificate.serial_hex
+            # Best effort: the Provision Server only shows the MSP that this EC
+            # is onboarded; the tunnel never waits for it.
+            self._report_task = asyncio.get_running_loop().create_task(
+                self._report_onboarded(self.certificate.serial_hex), name=f"report {self.product_id}"
+            )
         if self.phase != "tunnel_up":
             self._reach("tunnel_up")
         else:

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, F, OuterRef, Q
 from django.http import Http404, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -101,6 +101,9 @@ def dashboard(request):
         claimed=Count("pk", filter=Q(claimed_at__isnull=False)),
         mapped=Count("pk", filter=Q(tenant_registration__isnull=False)),
         looked_up=Count("pk", filter=Q(last_lookup_at__isnull=False)),
+        # Reported by the device since its current mapping.
+        onboarded=Count("pk", filter=Q(onboarded_at__isnull=False, mapped_at__isnull=False,
+                                       onboarded_at__gte=F("mapped_at"))),
     )
     # Lookups since the product came to this MSP; earlier ones belong to its previous owner.
     own_product = owned(request, Product).filter(product_id=OuterRef("product_id"), allocated_at__lte=OuterRef("at"))

@@ -3,6 +3,7 @@ from rest_framework import serializers
 
 from msp.models import MSP, TenantRegistration
 from provisioning.models import LookupEvent, Product
+from provisioning.services.reports import ztp_status
 
 MAX_ITEMS_PER_CALL = 100_000
 
@@ -35,7 +36,8 @@ class ProductSerializer(serializers.ModelSerializer):
     # Only the device's Director records whether it onboarded, and the
     # Provision Server never reads Director data, so there is no "onboarded" state.
     ztp_status = serializers.SerializerMethodField(
-        help_text="never_seen, or looked_up once the device has called the ZTP lookup."
+        help_text="never_seen; looked_up once the device has called the ZTP lookup; onboarded once the device "
+                  "reported its tunnel up at the Director it is mapped to now."
     )
 
     class Meta:
@@ -44,7 +46,7 @@ class ProductSerializer(serializers.ModelSerializer):
                   "mapped_at", "ztp_status", "last_lookup_at"]
 
     def get_ztp_status(self, product: Product) -> str:
-        return "looked_up" if product.last_lookup_at else "never_seen"
+        return ztp_status(product)
 
 
 class ApiTokenRequestSerializer(serializers.Serializer):

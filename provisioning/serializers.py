@@ -33,3 +33,16 @@ class LookupResponseSerializer(serializers.Serializer):
 class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField()
     detail = serializers.CharField()
+
+
+class ReportRequestSerializer(serializers.Serializer):
+    product_id = serializers.CharField(max_length=200)
+    status = serializers.ChoiceField(choices=["onboarded"])
+    director_url = serializers.CharField(max_length=255, help_text="The director_url the lookup returned.")
+    certificate_serial = serializers.CharField(max_length=64, help_text="Serial of the issued certificate, hex.")
+
+
+class ReportResponseSerializer(serializers.Serializer):
+    product_id = serializers.CharField()
+    status = serializers.CharField()
+    onboarded_at = serializers.DateTimeField()

@@ -11,9 +11,16 @@ from rest_framework.views import APIView
 
 from common.http import bearer_token, client_address
 from config.api import ApiError
-from provisioning.serializers import ErrorSerializer, LookupRequestSerializer, LookupResponseSerializer
+from provisioning.serializers import (
+    ErrorSerializer,
+    LookupRequestSerializer,
+    LookupResponseSerializer,
+    ReportRequestSerializer,
+    ReportResponseSerializer,
+)
 from provisioning.services.access_keys import AccessKeyRejected, authenticate_access_key
 from provisioning.services.lookup import LookupFailed, lookup_product
+from provisioning.services.reports import record_onboarded
 from provisioning.throttles import AccessKeyThrottle, ClientAddressThrottle, ProductThrottle
 
 logger = logging.getLogger(__name__)
@@ -77,3 +84,43 @@ class ZtpLookupView(APIView):
         return Response(
             {"product_id": result.product_id, "director_url": result.director_url, "access_key": result.access_key}
         )
+
+
+class ZtpReportView(APIView):
+    """``POST /api/v1/ztp/report``: an EC reports that its management tunnel is up."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [ClientAddressThrottle, AccessKeyThrottle]
+
+    @extend_schema(
+        operation_id="ztp_report",
+        request=ReportRequestSerializer,
+        parameters=[OpenApiParameter("Authorization", str, OpenApiParameter.HEADER,
+                                     description="Bearer <provisioning access key>", required=True)],
+        responses={
+            200: ReportResponseSerializer,
+            400: OpenApiResponse(ErrorSerializer, description="Malformed body"),
+            401: OpenApiResponse(ErrorSerializer, description="Missing, unknown, revoked or expired access key"),
+            404: OpenApiResponse(ErrorSerializer, description="Unknown Product ID"),
+            409: OpenApiResponse(ErrorSerializer, description="Not mapped to that Director"),
+        },
+        tags=["EC API"],
+    )
+    def post(self, request):
+        try:
+            access_key = authenticate_access_key(bearer_token(request))
+        except AccessKeyRejected as error:
+            raise ApiError(401, f"access_key_{error.reason}", ACCESS_KEY_DETAILS[error.reason],
+                           headers={"WWW-Authenticate": 'Bearer realm="ztp"'}) from error
+        serializer = ReportRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            product = record_onboarded(data["product_id"], access_key=access_key, director_url=data["director_url"],
+                                       certificate_serial=data["certificate_serial"],
+                                       source_address=client_address(request))
+        except LookupFailed as error:
+            raise ApiError(error.status, error.code, error.detail) from error
+        return Response({"product_id": product.product_id, "status": "onboarded",
+                         "onboarded_at": product.onboarded_at})

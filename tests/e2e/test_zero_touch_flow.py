@@ -229,3 +229,15 @@ def test_chunked_lookup_body_is_read(world, live_stack, committed):
 
     assert response.status == 200, response.read()
     assert json.loads(response.read())["product_id"] == product_id
+
+
+def test_ec_reports_onboarded_to_provision_server(onboarded_ec, world):
+    from provisioning.models import Product
+    from provisioning.services.reports import ztp_status
+
+    product_id, _state_dir, result = onboarded_ec
+
+    product = Product.objects.get(product_id=product_id)
+    assert product.onboarded_at is not None
+    assert product.onboarded_certificate_serial == result.cert_serial
+    assert ztp_status(product) == "onboarded"

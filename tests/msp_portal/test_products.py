@@ -37,7 +37,8 @@ def test_dashboard_counts_each_state(fresh):
     response = fresh.client.get("/portal/")
 
     assert response.status_code == 200
-    assert response.context["counts"] == {"allocated": 5, "claimed": 3, "mapped": 1, "looked_up": 1}
+    assert response.context["counts"] == {"allocated": 5, "claimed": 3, "mapped": 1, "looked_up": 1,
+                                          "onboarded": 0}
 
 
 def test_dashboard_counts_in_one_query(fresh):
