@@ -505,7 +505,10 @@ class Agent:
             "POST",
             f"{self.state.director_url}/api/v1/onboard",
             token=self.state.tenant_access_key,
-            body={"product_id": self.product_id, "csr": csr_pem, "facts": self.device.facts},
+            # The Director cannot see ZTP lookups, so the EC tells it when its
+            # last lookup succeeded, for the admin's timeline.
+            body={"product_id": self.product_id, "csr": csr_pem,
+                  "facts": {**self.device.facts, **self._lookup_fact()}},
         )
         if response is None:
             return
@@ -704,6 +707,10 @@ class Agent:
             save_state(self.state_dir, self.state)
         finally:
             await self._cancel(tunnel)
+
+    def _lookup_fact(self) -> dict[str, str]:
+        looked_up = self.state.phase_times.get("looked_up")
+        return {"ztp_lookup_at": looked_up} if looked_up else {}
 
     async def _report_onboarded(self, serial_hex: str) -> None:
         """Tell the Provision Server this EC is onboarded (``POST /api/v1/ztp/report``); one try, no retry."""

@@ -42,6 +42,18 @@ def _describe(event: AuditEvent) -> tuple[str, str] | None:
     return None
 
 
+def _reported_lookup_time(facts) -> datetime | None:
+    """Return the ZTP lookup time an EC sent in its onboard facts (``ztp_lookup_at``), if valid."""
+    value = facts.get("ztp_lookup_at") if isinstance(facts, dict) else None
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else None
+
+
 def build_timeline(controller: EdgeController, serials: list[str], request_ids: list[str]) -> list[TimelineEntry]:
     """Return the EC's events, newest first.
 
@@ -62,6 +74,12 @@ def build_timeline(controller: EdgeController, serials: list[str], request_ids: 
             continue
         kind, text = described
         entries.append(TimelineEntry(event.at, kind, text, event.actor))
+
+    for onboard_request in controller.onboard_requests.all():
+        looked_up = _reported_lookup_time(onboard_request.facts)
+        if looked_up:
+            entries.append(TimelineEntry(looked_up, "looked-up", "Looked up its Director (reported by the EC)",
+                                         onboard_request.product_id))
 
     if controller.tunnel_connected_at:
         entries.append(TimelineEntry(controller.tunnel_connected_at, "tunnel-up", "Last tunnel up"))
