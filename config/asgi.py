@@ -96,7 +96,7 @@ async def long_poll(scope, receive, send, request_id: str) -> None:
 
 
 async def with_content_length(scope, receive, send):
-    """Buffer a chunked request body so Django sees a Content-Length.
+    """Buffer a chunked request body so Django receives a Content-Length.
 
     Django's ASGI request reads only as many bytes as Content-Length says, so
     a chunked body would arrive empty. The body is bounded by the same limit

@@ -505,8 +505,8 @@ class Agent:
             "POST",
             f"{self.state.director_url}/api/v1/onboard",
             token=self.state.tenant_access_key,
-            # The Director cannot see ZTP lookups, so the EC tells it when its
-            # last lookup succeeded, for the admin's timeline.
+            # The Director cannot see ZTP lookups, so the EC sends the time of its
+            # last successful lookup, for the admin's timeline.
             body={"product_id": self.product_id, "csr": csr_pem,
                   "facts": {**self.device.facts, **self._lookup_fact()}},
         )

@@ -139,7 +139,7 @@ class CrlView(APIView):
 
 # Tenant admin API: users of this tenant's schema, by session or HTTP Basic.
 
-# Basic first: DRF answers with the first class's challenge, so a missing or
+# Basic first: DRF responds with the first class's challenge, so a missing or
 # wrong password gets 401 with WWW-Authenticate rather than 403.
 TENANT_ADMIN_AUTHENTICATION = [authentication.BasicAuthentication, authentication.SessionAuthentication]
 

@@ -98,8 +98,8 @@ class Product(models.Model):
     last_facts = models.JSONField(default=dict, blank=True)
 
     # Reported by the device once its management tunnel is up (see
-    # provisioning.services.reports); the Director's own records stay the
-    # authority, since the Provision Server never reads them.
+    # provisioning.services.reports). The Director's own records stay the
+    # authority, because the Provision Server never reads them.
     onboarded_at = models.DateTimeField(null=True, blank=True)
     # db_default: the bulk import inserts rows with SQL that does not list this column.
     onboarded_certificate_serial = models.CharField(max_length=64, blank=True, db_default="")

@@ -1,4 +1,4 @@
-"""``POST /api/v1/ztp/report``: an EC tells the Provision Server it is onboarded."""
+"""``POST /api/v1/ztp/report``: an EC reports to the Provision Server that it is onboarded."""
 
 from __future__ import annotations
 
