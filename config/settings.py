@@ -240,7 +240,7 @@ ZTSP_LOOKUP_RETRY_AFTER = env.int("ZTSP_LOOKUP_RETRY_AFTER", default=60)
 # Maximum long-poll wait a client may ask for (seconds).
 ZTSP_LONG_POLL_MAX_WAIT = env.int("ZTSP_LONG_POLL_MAX_WAIT", default=60)
 # Lifetime of EC certificates and issuing CAs (days).
-ZTSP_EC_CERT_DAYS = env.int("ZTSP_EC_CERT_DAYS", default=365)
+ZTSP_EC_CERT_DAYS = env.int("ZTSP_EC_CERT_DAYS", default=90)
 ZTSP_ISSUING_CA_DAYS = env.int("ZTSP_ISSUING_CA_DAYS", default=5 * 365)
 ZTSP_ROOT_CA_DAYS = env.int("ZTSP_ROOT_CA_DAYS", default=20 * 365)
 ZTSP_ORGANIZATION = env.str("ZTSP_ORGANIZATION", default="ZTSP Development")

@@ -8,6 +8,8 @@ made on the device. The tunnel gateway's TLS server certificate comes from the r
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime
 import hashlib
 import ipaddress
@@ -100,6 +102,10 @@ _CSR_PEM_LABELS = (
     b"-----BEGIN NEW CERTIFICATE REQUEST-----",
 )
 
+_PEM_BLOCK_RE = re.compile(
+    rb"-----BEGIN (?P<label>(?:NEW )?CERTIFICATE REQUEST)-----(?P<body>[A-Za-z0-9+/=\s]*?)-----END (?P=label)-----"
+)
+
 _KEY_KINDS = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072")
 
 # RFC 5280 reason codes that may appear on a full CRL, keyed by `x509.ReasonFlags` member
@@ -134,14 +140,16 @@ def validate_csr(csr_pem: str | bytes, expected_cn: str) -> x509.CertificateSign
     """Parse a PEM PKCS#10 CSR and check it for issuance to `expected_cn`.
 
     Checks run in this order and the first failure raises `CSRError`: size and PEM
-    framing, parsing (`csr_malformed`), self-signature (`csr_bad_signature`), subject
+    framing, parsing (`csr_malformed`), key type and size (`csr_weak_key`,
+    `csr_unsupported_key`), self-signature (`csr_bad_signature`), then subject
     commonName (`csr_subject_mismatch`, compared exactly, so the caller passes the
-    canonical Product ID), then key type and size (`csr_weak_key`, `csr_unsupported_key`).
+    canonical Product ID). The key comes before the signature so that a huge RSA key
+    is rejected before any costly verification.
     """
     csr = _parse_csr_pem(csr_pem)
+    _check_public_key(_csr_public_key(csr))
     _check_csr_signature(csr)
     _check_csr_subject(csr, expected_cn)
-    _check_public_key(_csr_public_key(csr))
     return csr
 
 
@@ -196,9 +204,20 @@ def _parse_csr_pem(csr_pem: str | bytes) -> x509.CertificateSigningRequest:
             "submit a PKCS#10 certificate signing request.",
         )
 
+    # Firmware writes PEM in many ways (CRLF, base64 on one long line, blank
+    # lines around or inside): decode the block's base64 ourselves, ignoring
+    # all whitespace, instead of relying on a strict PEM line parser.
+    match = _PEM_BLOCK_RE.search(data)
+    if match is None:
+        raise CSRError(
+            CSR_MALFORMED,
+            "CSR PEM block has no matching '-----END CERTIFICATE REQUEST-----' line; "
+            "submit the whole PEM block.",
+        )
     try:
-        return x509.load_pem_x509_csr(data)
-    except ValueError as exc:
+        der = base64.b64decode(b"".join(match.group("body").split()), validate=True)
+        return x509.load_der_x509_csr(der)
+    except (ValueError, binascii.Error) as exc:
         raise CSRError(
             CSR_MALFORMED,
             f"CSR could not be parsed as PKCS#10 ({exc}); "

@@ -33,6 +33,18 @@ def _decrypt_key(ciphertext: str):
     return crypto.load_private_key(tokens.decrypt(ciphertext), None)
 
 
+# Decrypted issuing CA keys by key id: a worker loads each CA key once per
+# process, not once per certificate. A key id (the SKI) names one key for good.
+_issuing_keys: dict[str, object] = {}
+
+
+def _issuing_key(issuing_ca: IssuingCA):
+    key = _issuing_keys.get(issuing_ca.key_id)
+    if key is None:
+        key = _issuing_keys[issuing_ca.key_id] = _decrypt_key(issuing_ca.private_key_encrypted)
+    return key
+
+
 def ensure_root_ca() -> DeploymentRootCA:
     """Return the deployment root CA, creating it on first use.
 
@@ -112,7 +124,7 @@ def issue_certificate(onboard_request, *, tenant) -> IssuedCertificate:
     exactly one active certificate afterwards.
     """
     issuing_ca = active_issuing_ca()
-    ca_key = _decrypt_key(issuing_ca.private_key_encrypted)
+    ca_key = _issuing_key(issuing_ca)
     ca_cert = crypto.load_certificate(issuing_ca.certificate_pem)
     csr = x509.load_pem_x509_csr(onboard_request.csr_pem.encode())
 
@@ -198,7 +210,7 @@ def current_crl_der(*, next_update_hours: int = 24) -> bytes:
             ).values_list("serial_hex", "revoked_at", "revocation_reason")
         ]
         crl = crypto.build_crl(
-            _decrypt_key(issuing_ca.private_key_encrypted),
+            _issuing_key(issuing_ca),
             crypto.load_certificate(issuing_ca.certificate_pem),
             revoked,
             next_update_hours=next_update_hours,

@@ -357,13 +357,22 @@ def test_validate_csr_cn_match_is_exact(device_key, variant):
     assert caught.value.code == "csr_subject_mismatch"
 
 
-def test_validate_csr_checks_subject_before_key():
+def test_validate_csr_checks_key_before_subject():
     csr = make_csr(rsa.generate_private_key(65537, 1024), cn_name(OTHER_PRODUCT_ID))
 
     with pytest.raises(CSRError) as caught:
         crypto.validate_csr(csr_pem(csr), PRODUCT_ID)
 
-    assert caught.value.code == "csr_subject_mismatch"
+    assert caught.value.code == "csr_weak_key"
+
+
+def test_validate_csr_checks_key_before_signature():
+    pem = tampered_pem(make_csr(rsa.generate_private_key(65537, 1024)))
+
+    with pytest.raises(CSRError) as caught:
+        crypto.validate_csr(pem, PRODUCT_ID)
+
+    assert caught.value.code == "csr_weak_key"
 
 
 # --- validate_csr: csr_weak_key and csr_unsupported_key ---------------------------------
@@ -1243,3 +1252,18 @@ def test_product_id_without_san(issuing):
     cert = make_leaf(ca_key, ca_cert, cn_name(PRODUCT_ID), None)
 
     assert crypto.product_id_from_certificate(cert) is None
+
+
+def test_ten_thousand_serials_are_unique_and_well_formed(issuing, device_csr):
+    issuing_key, issuing_cert = issuing
+    serials = [
+        crypto.issue_ec_certificate(issuing_key, issuing_cert, device_csr, PRODUCT_ID, valid_days=90, crl_url=None)
+        .serial_number
+        for _ in range(10_000)
+    ]
+
+    assert len(set(serials)) == len(serials)
+    assert all(serial > 0 for serial in serials)
+    # RFC 5280 4.1.2.2: at most 20 octets; at least 64 random bits.
+    assert all(serial.bit_length() <= 159 for serial in serials)
+    assert sum(serial.bit_length() > 63 for serial in serials) == len(serials)
