@@ -105,16 +105,25 @@ def load_or_create_csr(state_dir: Path, key: PrivateKey, product_id: str) -> str
         return create_csr(state_dir, key, product_id)
     if (
         _public_key_der(csr.public_key()) == _public_key_der(key.public_key())
-        and _common_names(csr.subject) == [product_id]
+        and _common_names(csr.subject) == [common_name_for(product_id)]
         and csr.is_signature_valid
     ):
         return pem.decode()
     return create_csr(state_dir, key, product_id)
 
 
+def common_name_for(product_id: str) -> str:
+    """Return the subject CN the Director expects: the Product ID, or its UUID part past 64 characters.
+
+    The same rule as the server's pki.crypto.common_name_for (RFC 5280 limits
+    a commonName to 64 characters); this package does not import the server.
+    """
+    return product_id if len(product_id) <= 64 else product_id.rpartition(":")[2]
+
+
 def create_csr(state_dir: Path, key: PrivateKey, product_id: str) -> str:
     """Build a new CSR for ``product_id``, store it in ``csr.pem`` and return its PEM."""
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, product_id)])
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name_for(product_id))])
     csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
     pem = csr.public_bytes(serialization.Encoding.PEM)
     atomic_write(state_dir / CSR_FILE, pem)
@@ -176,8 +185,10 @@ def verify_certificate(
             f"the certificate's public key does not match key.pem (serial {leaf.serial_number:x})"
         )
     common_names = _common_names(leaf.subject)
-    if common_names != [product_id]:
-        raise CertificateRejected(f"the certificate subject CN is {common_names!r}, expected [{product_id!r}]")
+    if common_names != [common_name_for(product_id)]:
+        raise CertificateRejected(
+            f"the certificate subject CN is {common_names!r}, expected [{common_name_for(product_id)!r}]"
+        )
 
     path = [leaf, *chain]
     for certificate in path:

@@ -90,7 +90,7 @@ def submit_onboard_request(raw_product_id: str, csr_pem: str, facts, *, source_a
         raise OnboardRejected("invalid_product_id", f"{error}; send the Product ID from the device's eMMC.") from error
     facts = _clean_facts(facts)
     try:
-        csr = crypto.validate_csr(csr_pem, product_id)
+        csr = crypto.validate_csr(csr_pem, crypto.common_name_for(product_id))
     except crypto.CSRError as error:
         raise OnboardRejected(error.code, error.detail) from error
     fingerprint = crypto.csr_fingerprint(csr)

@@ -38,6 +38,7 @@ __all__ = [
     "authority_key_id_hex",
     "build_crl",
     "cert_to_pem",
+    "common_name_for",
     "create_issuing_ca",
     "create_root_ca",
     "csr_fingerprint",
@@ -449,7 +450,8 @@ def issue_ec_certificate(
     validity is clipped to the CA's notAfter.
     """
     _check_valid_days(valid_days)
-    _check_common_name(product_id, "Product ID")
+    common_name = common_name_for(product_id)
+    _check_common_name(common_name, "Product ID")
     uri = ec_uri(product_id)
     _check_csr_signature(csr)
     public_key = _csr_public_key(csr)
@@ -459,7 +461,7 @@ def issue_ec_certificate(
     is_rsa = isinstance(public_key, rsa.RSAPublicKey)
     builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, product_id)]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(ca_cert.subject)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
@@ -799,6 +801,18 @@ def authority_key_id_hex(cert: x509.Certificate) -> str | None:
     return aki.key_identifier.hex()
 
 
+def common_name_for(product_id: str) -> str:
+    """Return the subject commonName for a Product ID.
+
+    That is the Product ID itself, or its UUID part when the Product ID is
+    longer than the 64-character commonName limit of RFC 5280 (a model number
+    over 27 characters). The SAN URI always carries the whole Product ID.
+    """
+    if len(product_id) <= MAX_COMMON_NAME_LENGTH:
+        return product_id
+    return product_id.rpartition(":")[2]
+
+
 def product_id_from_certificate(cert: x509.Certificate) -> str | None:
     """Return the Product ID of an EC certificate, or None if it does not name one.
 
@@ -821,6 +835,9 @@ def product_id_from_certificate(cert: x509.Certificate) -> str | None:
         for uri in san.get_values_for_type(x509.UniformResourceIdentifier)
         if uri.startswith(EC_URI_PREFIX)
     ]
-    if ec_uris != [f"{EC_URI_PREFIX}{common_name}"]:
+    if len(ec_uris) != 1:
         return None
-    return common_name
+    product_id = ec_uris[0][len(EC_URI_PREFIX):]
+    if common_name != common_name_for(product_id):
+        return None
+    return product_id

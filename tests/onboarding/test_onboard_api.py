@@ -342,3 +342,21 @@ def test_onboard_at_provision_host_returns_404(world):
 
     assert response.status_code == 404
     assert row_counts("acme") == counts
+
+
+def test_onboard_long_model_product_id_uses_uuid_as_cn(world):
+    """A Product ID over the 64-character commonName limit is named by its UUID in the CSR subject."""
+    import uuid
+
+    from pki import crypto
+    from tests.factories import make_csr
+
+    product_id = f"EC-EXTENDED-RANGE-OUTDOOR-MODEL9:{uuid.uuid4()}"
+    csr_pem, _key = make_csr(crypto.common_name_for(product_id))
+
+    response = client_for(world.a.domain).post(
+        "/api/v1/onboard", {"product_id": product_id, "csr": csr_pem, "facts": {}}, format="json",
+        HTTP_AUTHORIZATION=f"Bearer {world.a.tenant_access_key}",
+    )
+
+    assert response.status_code == 202, response.content

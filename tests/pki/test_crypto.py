@@ -820,16 +820,6 @@ def test_ec_cert_sha256_with_p256_ca(device_csr):
     assert crypto.authority_key_id_hex(cert) == crypto.key_id_hex(ca_cert)
 
 
-def test_ec_cert_rejects_long_product_id(issuing, device_csr):
-    ca_key, ca_cert = issuing
-    long_id = "M" * 30 + ":7c9e6679-7425-40de-944b-e07fc1f90ae7"
-
-    with pytest.raises(ValueError, match="64"):
-        crypto.issue_ec_certificate(
-            ca_key, ca_cert, device_csr, long_id, valid_days=30, crl_url=None
-        )
-
-
 # --- chain checks with the openssl CLI --------------------------------------------------
 
 
@@ -1267,3 +1257,25 @@ def test_ten_thousand_serials_are_unique_and_well_formed(issuing, device_csr):
     # RFC 5280 4.1.2.2: at most 20 octets; at least 64 random bits.
     assert all(serial.bit_length() <= 159 for serial in serials)
     assert sum(serial.bit_length() > 63 for serial in serials) == len(serials)
+
+
+LONG_PRODUCT_ID = "EC-EXTENDED-RANGE-OUTDOOR-MODEL9:7c9e6679-7425-40de-944b-e07fc1f90ae7"
+
+
+def test_common_name_for_short_product_id_is_itself():
+    assert crypto.common_name_for(PRODUCT_ID) == PRODUCT_ID
+
+
+def test_common_name_for_long_product_id_is_uuid():
+    assert len(LONG_PRODUCT_ID) > 64
+    assert crypto.common_name_for(LONG_PRODUCT_ID) == "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+
+
+def test_long_product_id_certificate_keeps_whole_id_in_san(issuing, device_key):
+    ca_key, ca_cert = issuing
+    csr = make_csr(device_key, cn_name(crypto.common_name_for(LONG_PRODUCT_ID)))
+
+    cert = crypto.issue_ec_certificate(ca_key, ca_cert, csr, LONG_PRODUCT_ID, valid_days=90, crl_url=None)
+
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == crypto.common_name_for(LONG_PRODUCT_ID)
+    assert crypto.product_id_from_certificate(cert) == LONG_PRODUCT_ID
