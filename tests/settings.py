@@ -1,9 +1,9 @@
 """Settings for the test run and for the server processes the tests start.
 
 The first import picks a Celery queue, a cache prefix and free ports for this
-run and exports them, so the web server, worker and gateway started by the
-tests inherit them, and a development stack sharing the same Redis never
-picks up test tasks.
+run and exports them. The web server, worker and gateway started by the tests
+inherit them, and a development stack sharing the same Redis never picks up
+test tasks.
 """
 
 import os

@@ -126,7 +126,7 @@ def update_tenant_access_key(registration: TenantRegistration, access_key: str, 
 
 @dataclass(frozen=True)
 class RotatedKey:
-    """A completed rotation. Its ``access_key`` is shown once and never stored in clear."""
+    """The result of a rotation: the new ``access_key`` is shown once and never stored in clear."""
 
     registration: TenantRegistration
     tenant: Tenant

@@ -335,7 +335,7 @@ def import_products(stream: BinaryIO, *, actor: Actor, dry_run: bool = False, al
     """Import the products of a manufacturing CSV read from ``stream`` (bytes).
 
     ``allocate_to`` (an MSP) also allocates every accepted product that no
-    MSP holds yet. ``update`` lets the file correct the serial number,
+    MSP has yet. ``update`` lets the file correct the serial number,
     credential and metadata of stored products; without it such rows are
     rejected. ``error_report`` receives every rejection as CSV
     (line, value, reason). ``progress`` is called with (bytes read, rows

@@ -304,7 +304,7 @@ def test_patch_rejects_unknown_field(world, client_a):
     assert "msp" in response.json()["errors"]
 
 
-def test_patch_to_other_msp_url_does_not_reveal_it(world, client_a):
+def test_patch_other_msp_url_hidden(world, client_a):
     response = client_a.patch(detail_url(world.a.registration.pk),
                               {"management_url": world.b.registration.management_url}, format="json")
 

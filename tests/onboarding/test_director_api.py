@@ -204,7 +204,7 @@ def test_msp_user_is_rejected_at_tenant(world, path):
 
 
 def test_vendor_superuser_is_rejected_at_tenant(world):
-    # The vendor admin lives in the public schema, so no tenant schema knows this user.
+    # The vendor admin lives in the public schema, so no tenant schema contains this user.
     client = client_for(world.a.domain)
     client.credentials(**basic(world.vendor_admin.username))
 

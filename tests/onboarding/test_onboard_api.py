@@ -344,7 +344,7 @@ def test_onboard_at_provision_host_returns_404(world):
     assert row_counts("acme") == counts
 
 
-def test_onboard_long_model_product_id_uses_uuid_as_cn(world):
+def test_onboard_long_product_id_cn(world):
     """A Product ID over the 64-character commonName limit is named by its UUID in the CSR subject."""
     import uuid
 
