@@ -93,6 +93,14 @@ def decrypt(ciphertext: str) -> bytes:
     return _fernet().decrypt(ciphertext.encode())
 
 
+def rotate(ciphertext: str) -> str:
+    """Re-encrypt a value under the first data key in ``ZTSP_DATA_KEYS``.
+
+    Raises ``InvalidToken`` when no configured data key opens it.
+    """
+    return _fernet().rotate(ciphertext.encode()).decode()
+
+
 __all__ = [
     "InvalidToken",
     "NewKey",
@@ -102,6 +110,7 @@ __all__ = [
     "hash_secret",
     "key_matches",
     "make_key",
+    "rotate",
     "split_key",
     "token_matches",
 ]

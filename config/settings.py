@@ -244,6 +244,17 @@ ZTSP_EC_CERT_DAYS = env.int("ZTSP_EC_CERT_DAYS", default=90)
 ZTSP_ISSUING_CA_DAYS = env.int("ZTSP_ISSUING_CA_DAYS", default=5 * 365)
 ZTSP_ROOT_CA_DAYS = env.int("ZTSP_ROOT_CA_DAYS", default=20 * 365)
 ZTSP_ORGANIZATION = env.str("ZTSP_ORGANIZATION", default="ZTSP Development")
+# CA keys: where new ones are made, and the signer backends that can load one.
+ZTSP_CA_KEY_BACKEND = env.str("ZTSP_CA_KEY_BACKEND", default="software")
+ZTSP_SIGNER_BACKENDS = {"software": "pki.signers.SoftwareBackend"}
+# After an issuing CA rotation, the old CA stays trusted this long (days) while its ECs renew.
+ZTSP_CA_OVERLAP_DAYS = env.int("ZTSP_CA_OVERLAP_DAYS", default=30)
+# ECs are told to renew when this few days of validity are left (days).
+ZTSP_EC_RENEW_BEFORE_DAYS = env.int("ZTSP_EC_RENEW_BEFORE_DAYS", default=30)
+# A CRL is re-signed at least this often even with no revocation (seconds); its
+# nextUpdate is ZTSP_CRL_NEXT_UPDATE_HOURS after signing.
+ZTSP_CRL_REFRESH_SECONDS = env.int("ZTSP_CRL_REFRESH_SECONDS", default=3600)
+ZTSP_CRL_NEXT_UPDATE_HOURS = env.int("ZTSP_CRL_NEXT_UPDATE_HOURS", default=24)
 
 # Tunnel gateway: its listening address and the address sent to ECs.
 ZTSP_TUNNEL_BIND = env.str("ZTSP_TUNNEL_BIND", default="127.0.0.1")

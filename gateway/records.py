@@ -16,7 +16,7 @@ from django_tenants.utils import schema_context
 
 from common.db import released_connection
 from onboarding.models import EdgeController
-from pki.models import IssuedCertificate, IssuingCA
+from pki.models import IssuedCertificate
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -39,12 +39,17 @@ class PeerRejected(Exception):
 
 @released_connection
 def load_issuing_cas() -> dict[str, tuple[str, str]]:
-    """Return {issuing CA key id: (tenant schema, CA certificate PEM)} for every hosted tenant."""
+    """Return {issuing CA key id: (tenant schema, CA certificate PEM)} for every trusted CA of every tenant.
+
+    A CA retired by a rotation is listed until its overlap ends.
+    """
+    from pki.services import trusted_issuing_cas
+
     found: dict[str, tuple[str, str]] = {}
     connection.set_schema_to_public()
     for schema_name in Tenant.objects.exclude(schema_name="public").values_list("schema_name", flat=True):
         with schema_context(schema_name):
-            for key_id, pem in IssuingCA.objects.values_list("key_id", "certificate_pem"):
+            for key_id, pem in trusted_issuing_cas().values_list("key_id", "certificate_pem"):
                 found[key_id] = (schema_name, pem)
     return found
 
@@ -53,11 +58,16 @@ def load_issuing_cas() -> dict[str, tuple[str, str]]:
 def authorize_peer(schema_name: str, serial_hex: str, product_id: str) -> TunnelPeer:
     """Check that the presented certificate is an active certificate of that tenant for that EC."""
     with schema_context(schema_name):
-        certificate = IssuedCertificate.objects.filter(serial_hex=serial_hex).first()
+        certificate = IssuedCertificate.objects.select_related("issuing_ca").filter(serial_hex=serial_hex).first()
         if certificate is None:
             raise PeerRejected("unknown_certificate", f"Certificate {serial_hex} was not issued by this tenant.")
         if certificate.revoked_at is not None:
             raise PeerRejected("certificate_revoked", f"Certificate {serial_hex} is revoked; re-onboard the EC.")
+        trusted_until = certificate.issuing_ca.trusted_until
+        if trusted_until is not None and trusted_until <= timezone.now():
+            raise PeerRejected("issuing_ca_retired",
+                               f"Certificate {serial_hex} comes from an issuing CA that stopped being trusted "
+                               f"at {trusted_until:%Y-%m-%d %H:%M}Z; re-onboard the EC.")
         if certificate.product_id != product_id:
             raise PeerRejected("product_mismatch", f"Certificate {serial_hex} belongs to another Product ID.")
         return TunnelPeer(schema_name, product_id, serial_hex, certificate.edge_controller_id)
@@ -93,10 +103,13 @@ def mark_offline(peer: TunnelPeer) -> None:
 
 @released_connection
 def revoked_serials(schema_name: str, serials: list[str]) -> set[str]:
-    """Return which of ``serials`` are now revoked (or gone) in the tenant."""
+    """Return which of ``serials`` may no longer be used: revoked, gone, or from a CA whose overlap ended."""
+    from pki.services import trusted_issuing_cas
+
     with schema_context(schema_name):
         active = set(
-            IssuedCertificate.objects.filter(serial_hex__in=serials, revoked_at__isnull=True)
+            IssuedCertificate.objects.filter(serial_hex__in=serials, revoked_at__isnull=True,
+                                             issuing_ca__in=trusted_issuing_cas())
             .values_list("serial_hex", flat=True)
         )
     return set(serials) - active

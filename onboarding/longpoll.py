@@ -78,13 +78,15 @@ def read_request_state(schema_name: str, request_id: uuid.UUID) -> dict | None:
             body["status"] = OnboardRequest.Status.REJECTED
             body["reason"] = "superseded"
         if row["status"] == OnboardRequest.Status.ISSUED:
-            certificate = IssuedCertificate.objects.filter(onboard_request_id=request_id).first()
+            certificate = (
+                IssuedCertificate.objects.select_related("issuing_ca").filter(onboard_request_id=request_id).first()
+            )
             if certificate is None:
                 body["status"] = OnboardRequest.Status.APPROVED
                 return body
             body["certificate"] = certificate.certificate_pem
             body["certificate_serial"] = certificate.serial_hex
-            body["ca_chain"] = ca_chain_pem()
+            body["ca_chain"] = ca_chain_pem(certificate.issuing_ca)
             body["tunnel"] = {"host": settings.ZTSP_TUNNEL_PUBLIC_HOST, "port": settings.ZTSP_TUNNEL_PUBLIC_PORT}
             if certificate.revoked_at is not None:
                 body["certificate_revoked"] = True

@@ -113,28 +113,43 @@ class OnboardStatusView(APIView):
 
 @extend_schema(responses={(200, "application/pem-certificate-chain"): str}, tags=["EC API"])
 class CaChainView(APIView):
-    """``GET /api/v1/pki/ca``: the tenant's CA chain (issuing CA, then root CA) as PEM."""
+    """``GET /api/v1/pki/ca``: the tenant's trusted issuing CAs (active first), then the root CA, as PEM.
+
+    Outside a CA rotation that is one issuing CA and the root.
+    """
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
     def get(self, request):
-        from pki.services import ca_chain_pem
+        from pki.services import trust_bundle_pem
 
-        return HttpResponse(ca_chain_pem(), content_type="application/pem-certificate-chain")
+        return HttpResponse(trust_bundle_pem(), content_type="application/pem-certificate-chain")
 
 
 @extend_schema(responses={(200, "application/pkix-crl"): bytes}, tags=["EC API"])
 class CrlView(APIView):
-    """``GET /api/v1/pki/crl``: the CRL of the tenant's issuing CA (DER), re-signed after each revocation."""
+    """``GET /api/v1/pki/crl``: the CRL of the tenant's active issuing CA (DER), re-signed after each revocation.
+
+    ``GET /api/v1/pki/crl/<key id>`` serves the CRL of one issuing CA, active
+    or retired; it is the CRL distribution point in that CA's certificates.
+    """
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
-    def get(self, request):
+    def get(self, request, key_id: str | None = None):
+        from pki.models import IssuingCA
         from pki.services import current_crl_der
 
-        return HttpResponse(current_crl_der(), content_type="application/pkix-crl")
+        issuing_ca = None
+        if key_id is not None:
+            issuing_ca = IssuingCA.objects.filter(key_id=key_id.lower()).first()
+            if issuing_ca is None:
+                raise ApiError(404, "issuing_ca_not_found",
+                               f"No issuing CA of this tenant has key id {key_id[:64]!r}; "
+                               "use the URL in the certificate's CRL distribution point.")
+        return HttpResponse(current_crl_der(issuing_ca), content_type="application/pkix-crl")
 
 
 # Tenant admin API: users of this tenant's schema, by session or HTTP Basic.

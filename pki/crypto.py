@@ -50,9 +50,11 @@ __all__ = [
     "load_certificate",
     "load_certificates",
     "load_private_key",
+    "parse_csr_pem",
     "private_key_to_pem",
     "product_id_from_certificate",
     "serial_hex",
+    "sign_builder",
     "validate_csr",
 ]
 
@@ -162,6 +164,11 @@ def csr_fingerprint(csr: x509.CertificateSigningRequest) -> str:
     """
     der = csr.public_bytes(serialization.Encoding.DER)
     return hashlib.sha256(der).hexdigest()
+
+
+def parse_csr_pem(csr_pem: str | bytes) -> x509.CertificateSigningRequest:
+    """Parse one PEM CSR in any spelling firmware sends; raises `CSRError` (`csr_malformed`)."""
+    return _parse_csr_pem(csr_pem)
 
 
 def _parse_csr_pem(csr_pem: str | bytes) -> x509.CertificateSigningRequest:
@@ -358,29 +365,46 @@ def _signature_hash(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384 | hashes.S
     )
 
 
+def sign_builder(builder, signer):
+    """Sign a certificate or CRL builder with a private key or a signer object.
+
+    ``signer`` is a private key, or anything with a ``sign(builder)`` method
+    (see :mod:`pki.signers`), so that an HSM or KMS key can stand in for a
+    key held in memory.
+    """
+    if isinstance(signer, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+        return builder.sign(signer, _signature_hash(signer))
+    return signer.sign(builder)
+
+
 # --- Certificates -----------------------------------------------------------------------
 
 
 def create_root_ca(
-    common_name: str, organization: str, *, valid_days: int
-) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    """Create a self-signed root CA with a new EC P-384 key.
+    common_name: str, organization: str, *, valid_days: int, signer=None
+) -> tuple[ec.EllipticCurvePrivateKey | None, x509.Certificate]:
+    """Create a self-signed root CA with a new EC P-384 key, or with `signer`'s key.
+
+    With a `signer` (see `sign_builder`), None is returned in place of the private key.
 
     The root allows one CA below it (pathLenConstraint 1) because only tenant issuing
     CAs sit between it and end-entity certificates.
     """
     _check_valid_days(valid_days)
-    key = ec.generate_private_key(ec.SECP384R1())
+    key = None
+    if signer is None:
+        key = signer = ec.generate_private_key(ec.SECP384R1())
+    public_key = signer.public_key()
     subject = _ca_name(common_name, organization)
     not_before = _now() - CLOCK_SKEW_ALLOWANCE
     not_after = not_before + datetime.timedelta(days=valid_days)
-    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
 
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(subject)
-        .public_key(key.public_key())
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
@@ -392,7 +416,7 @@ def create_root_ca(
             critical=False,
         )
     )
-    return key, builder.sign(key, _signature_hash(key))
+    return key, sign_builder(builder, signer)
 
 
 def create_issuing_ca(
@@ -403,33 +427,40 @@ def create_issuing_ca(
     *,
     valid_days: int,
     crl_url: str | None,
-) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    """Create a tenant issuing CA with a new EC P-384 key, signed by the root CA.
+    public_key: CertificatePublicKeyTypes | None = None,
+) -> tuple[ec.EllipticCurvePrivateKey | None, x509.Certificate]:
+    """Create a tenant issuing CA, signed by the root CA (a private key or a signer).
 
-    The CA may issue only end-entity certificates (pathLenConstraint 0). Its validity
-    is clipped to the root's, and it carries a CRL distribution point when `crl_url` is
-    given. Raises ValueError when the root has expired or `valid_days` is not positive.
+    With no `public_key`, a new EC P-384 key is generated and returned; with one (a key
+    made in an HSM or KMS), the certificate is for that key and None is returned in
+    place of the private key. The CA may issue only end-entity certificates
+    (pathLenConstraint 0). Its validity is clipped to the root's, and it carries a CRL
+    distribution point when `crl_url` is given. Raises ValueError when the root has
+    expired or `valid_days` is not positive.
     """
     _check_valid_days(valid_days)
-    key = ec.generate_private_key(ec.SECP384R1())
+    key = None
+    if public_key is None:
+        key = ec.generate_private_key(ec.SECP384R1())
+        public_key = key.public_key()
     not_before, not_after = _validity_within_issuer(root_cert, valid_days)
 
     builder = (
         x509.CertificateBuilder()
         .subject_name(_ca_name(common_name, organization))
         .issuer_name(root_cert.subject)
-        .public_key(key.public_key())
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_ca_key_usage(), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(_authority_key_identifier(root_cert), critical=False)
     )
     if crl_url is not None:
         builder = builder.add_extension(_crl_distribution_points(crl_url), critical=False)
-    return key, builder.sign(root_key, _signature_hash(root_key))
+    return key, sign_builder(builder, root_key)
 
 
 def issue_ec_certificate(
@@ -480,7 +511,7 @@ def issue_ec_certificate(
     )
     if crl_url is not None:
         builder = builder.add_extension(_crl_distribution_points(crl_url), critical=False)
-    return builder.sign(ca_key, _signature_hash(ca_key))
+    return sign_builder(builder, ca_key)
 
 
 def issue_server_certificate(
@@ -524,7 +555,7 @@ def issue_server_certificate(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(_authority_key_identifier(ca_cert), critical=False)
     )
-    return key, builder.sign(ca_key, _signature_hash(ca_key))
+    return key, sign_builder(builder, ca_key)
 
 
 def ec_uri(product_id: str) -> str:
@@ -691,7 +722,7 @@ def build_crl(
         builder = builder.add_revoked_certificate(
             _revoked_certificate(serial_number, revoked_at, reason)
         )
-    return builder.sign(ca_key, _signature_hash(ca_key))
+    return sign_builder(builder, ca_key)
 
 
 def _revoked_certificate(

@@ -5,17 +5,24 @@ from django.db.models import Q
 
 
 class IssuingCA(models.Model):
-    """This tenant's issuing CA, signed by the deployment root CA.
+    """One issuing CA of this tenant, signed by the deployment root CA.
 
-    The private key is encrypted with ZTSP_DATA_KEYS and never leaves the
-    server. Exactly one row is active.
+    Exactly one row is active: it signs new certificates. A rotation retires
+    the active CA; a retired CA still signs its CRL and its certificates stay
+    trusted until ``trusted_until``, so its ECs can renew under the new CA.
     """
 
     certificate_pem = models.TextField()
+    # For the software backend, the PEM key encrypted with ZTSP_DATA_KEYS; for
+    # an HSM or KMS backend, that backend's key reference (see pki.signers).
     private_key_encrypted = models.TextField()
+    key_backend = models.CharField(max_length=32, default="software")
     key_id = models.CharField(max_length=64, unique=True)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    # Null while trusted without limit (the active CA); set by a rotation.
+    trusted_until = models.DateTimeField(null=True, blank=True)
     # Monotonic CRL number (RFC 5280 section 5.2.3), incremented per CRL built.
     crl_number = models.BigIntegerField(default=0)
     # The last CRL built, served again until a revocation changes the marker
@@ -37,6 +44,12 @@ class IssuingCA(models.Model):
 class IssuedCertificate(models.Model):
     """An EC certificate issued by this tenant's CA."""
 
+    class Source(models.TextChoices):
+        ONBOARD = "onboard", "Onboard request"
+        TUNNEL_RENEWAL = "tunnel_renewal", "Renewal over the tunnel"
+        EST_ENROLL = "est_enroll", "EST simpleenroll"
+        EST_REENROLL = "est_reenroll", "EST simplereenroll"
+
     class RevocationReason(models.TextChoices):
         SUPERSEDED = "superseded", "Superseded"
         KEY_COMPROMISE = "key_compromise", "Key compromise"
@@ -49,8 +62,13 @@ class IssuedCertificate(models.Model):
     )
     # One certificate per approved onboard request: a task that runs twice
     # (worker killed after signing, message redelivered) cannot issue two.
+    # Null for a renewal, which is authenticated by the certificate it renews.
     onboard_request = models.OneToOneField(
-        "onboarding.OnboardRequest", on_delete=models.PROTECT, related_name="certificate"
+        "onboarding.OnboardRequest", on_delete=models.PROTECT, related_name="certificate", null=True, blank=True
+    )
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.ONBOARD)
+    renewal_of = models.OneToOneField(
+        "self", on_delete=models.PROTECT, related_name="renewed_by", null=True, blank=True
     )
     issuing_ca = models.ForeignKey(IssuingCA, on_delete=models.PROTECT, related_name="issued")
     certificate_pem = models.TextField()

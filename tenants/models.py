@@ -46,7 +46,9 @@ class DeploymentRootCA(models.Model):
     """
 
     certificate_pem = models.TextField()
+    # The encrypted PEM key, or a key reference of ``key_backend`` (see pki.signers).
     private_key_encrypted = models.TextField()
+    key_backend = models.CharField(max_length=32, default="software")
     key_id = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
