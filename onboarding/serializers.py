@@ -53,3 +53,26 @@ class EdgeControllerSerializer(serializers.ModelSerializer):
         model = EdgeController
         fields = ["product_id", "state", "tags", "facts", "first_seen_at", "last_seen_at", "online",
                   "tunnel_connected_at", "last_heartbeat_at", "firmware", "applied_config_version"]
+
+
+class RevokeSerializer(serializers.Serializer):
+    reason = serializers.ChoiceField(choices=["key_compromise", "cessation_of_operation"],
+                                     help_text="RFC 5280 reason written to the CRL")
+
+
+class DecommissionSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, required=False, default="", allow_blank=True)
+
+
+class CertificateSerializer(serializers.Serializer):
+    serial = serializers.CharField(source="serial_hex")
+    product_id = serializers.CharField()
+    source = serializers.CharField(help_text="onboard, tunnel_renewal, est_enroll or est_reenroll")
+    issuing_ca = serializers.CharField(source="issuing_ca.key_id", help_text="SKI of the issuing CA, hex")
+    not_before = serializers.DateTimeField()
+    not_after = serializers.DateTimeField()
+    issued_at = serializers.DateTimeField()
+    revoked_at = serializers.DateTimeField(allow_null=True)
+    revocation_reason = serializers.CharField()
+    request_id = serializers.UUIDField(source="onboard_request_id", allow_null=True)
+    renewal_of = serializers.CharField(source="renewal_of.serial_hex", allow_null=True, default=None)

@@ -16,4 +16,10 @@ api_urlpatterns = [
          views.DecisionView.as_view(decision="reject"), name="director-reject"),
     path("api/v1/director/edge-controllers", views.EdgeControllerListView.as_view(),
          name="director-edge-controllers"),
+    path("api/v1/director/edge-controllers/<str:product_id>/certificates", views.CertificateListView.as_view(),
+         name="director-certificates"),
+    path("api/v1/director/edge-controllers/<str:product_id>/revoke-certificate",
+         views.RevokeCertificateView.as_view(), name="director-revoke-certificate"),
+    path("api/v1/director/edge-controllers/<str:product_id>/decommission", views.DecommissionView.as_view(),
+         name="director-decommission"),
 ]

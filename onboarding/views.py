@@ -239,3 +239,73 @@ class DecisionView(APIView):
         except InvalidTransition as error:
             raise ApiError(409 if error.code == "not_pending" else 400, error.code, error.detail) from error
         return Response(s.OnboardRequestSerializer(updated).data)
+
+
+def _controller_or_404(product_id: str) -> EdgeController:
+    controller = EdgeController.objects.filter(product_id=product_id).first()
+    if controller is None:
+        raise ApiError(404, "edge_controller_not_found",
+                       f"No EC with Product ID {product_id[:128]!r} in this tenant; check the Product ID.")
+    return controller
+
+
+class CertificateListView(APIView):
+    """An EC's certificates, newest first: active, superseded and revoked."""
+
+    authentication_classes = TENANT_ADMIN_AUTHENTICATION
+    permission_classes = [IsTenantAdmin]
+
+    @extend_schema(responses={200: s.CertificateSerializer(many=True)}, tags=["Director API"])
+    def get(self, request, product_id):
+        from pki.models import IssuedCertificate
+
+        controller = _controller_or_404(product_id)
+        certificates = (
+            IssuedCertificate.objects.filter(edge_controller=controller)
+            .select_related("issuing_ca", "renewal_of").order_by("-issued_at")[:100]
+        )
+        return Response(s.CertificateSerializer(certificates, many=True).data)
+
+
+class RevokeCertificateView(APIView):
+    """Revoke the EC's active certificate; the tunnel gateway drops its tunnel within a minute."""
+
+    authentication_classes = TENANT_ADMIN_AUTHENTICATION
+    permission_classes = [IsTenantAdmin]
+
+    @extend_schema(request=s.RevokeSerializer, responses={200: s.CertificateSerializer}, tags=["Director API"])
+    def post(self, request, product_id):
+        from onboarding.services_portal import PortalError, revoke_active_certificate
+
+        controller = _controller_or_404(product_id)
+        serializer = s.RevokeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            certificate = revoke_active_certificate(controller, actor=tenant_actor(request),
+                                                    reason=serializer.validated_data["reason"])
+        except PortalError as error:
+            raise ApiError(409 if error.code == "no_active_certificate" else 400, error.code, error.detail) from error
+        return Response(s.CertificateSerializer(certificate).data)
+
+
+class DecommissionView(APIView):
+    """Take the EC out of service: revoke its certificate and reject its open requests."""
+
+    authentication_classes = TENANT_ADMIN_AUTHENTICATION
+    permission_classes = [IsTenantAdmin]
+
+    @extend_schema(request=s.DecommissionSerializer, responses={200: s.EdgeControllerSerializer},
+                   tags=["Director API"])
+    def post(self, request, product_id):
+        from onboarding.services_portal import PortalError, decommission_edge_controller
+
+        controller = _controller_or_404(product_id)
+        serializer = s.DecommissionSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            controller = decommission_edge_controller(controller, actor=tenant_actor(request),
+                                                      reason=serializer.validated_data["reason"])
+        except PortalError as error:
+            raise ApiError(409 if error.code == "already_decommissioned" else 400, error.code,
+                           error.detail) from error
+        return Response(s.EdgeControllerSerializer(controller).data)
