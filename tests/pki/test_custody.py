@@ -88,5 +88,5 @@ def test_software_signer_repr_hides_key():
 
 
 def test_unknown_backend_names_configured_ones():
-    with pytest.raises(LookupError, match="'pkcs11' is not configured.*software"):
+    with pytest.raises(LookupError, match=r"'pkcs11' is not configured.*software"):
         signers.backend("pkcs11")
