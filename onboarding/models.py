@@ -78,6 +78,10 @@ class OnboardRequest(models.Model):
     # Set when the EC already had a pending request or a certificate with
     # another key (a factory reset, or an impostor): the admin must look.
     conflict = models.BooleanField(default=False)
+    # Set when the EC already holds a certificate and this CSR carries another
+    # key (a factory reset, or an impostor). A conflict without it is the same
+    # key enrolling again, as after a certificate expired while offline.
+    key_change = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     decided_by = models.CharField(max_length=150, blank=True)

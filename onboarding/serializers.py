@@ -42,8 +42,8 @@ class OnboardRequestSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = OnboardRequest
-        fields = ["request_id", "product_id", "status", "conflict", "facts", "source_address", "created_at",
-                  "decided_at", "decided_by", "decision_note"]
+        fields = ["request_id", "product_id", "status", "conflict", "key_change", "facts", "source_address",
+                  "created_at", "decided_at", "decided_by", "decision_note"]
 
 
 class EdgeControllerSerializer(serializers.ModelSerializer):

@@ -106,6 +106,7 @@ def submit_onboard_request(raw_product_id: str, csr_pem: str, facts, *, source_a
                 edge_controller=controller,
                 status__in=[OnboardRequest.Status.PENDING, OnboardRequest.Status.APPROVED],
             ).exists()
+            key_change = _key_differs_from_last_certificate(controller, csr)
             if not conflict:
                 # A conflicting request changes nothing about the EC until approved.
                 controller.facts = facts or controller.facts
@@ -119,11 +120,12 @@ def submit_onboard_request(raw_product_id: str, csr_pem: str, facts, *, source_a
                 facts=facts,
                 source_address=source_address,
                 conflict=conflict,
+                key_change=key_change,
             )
             record_event(
                 "onboard_request.create", actor=Actor.for_device(product_id, source_address),
                 object_type="onboard_request", object_id=str(onboard_request.pk),
-                details={"product_id": product_id, "conflict": conflict},
+                details={"product_id": product_id, "conflict": conflict, "key_change": key_change},
             )
     except IntegrityError:
         # A concurrent identical request won the unique constraint: return it.
@@ -136,6 +138,24 @@ def submit_onboard_request(raw_product_id: str, csr_pem: str, facts, *, source_a
     else:
         logger.info("Onboard request %s for %s is pending", onboard_request.pk, product_id)
     return SubmitResult(onboard_request, True, poll_token_for(onboard_request))
+
+
+def _key_differs_from_last_certificate(controller: EdgeController, csr) -> bool:
+    """Whether the EC was issued a certificate before, for a key other than the CSR's."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from pki.models import IssuedCertificate
+
+    last_pem = (
+        IssuedCertificate.objects.filter(edge_controller=controller).order_by("-issued_at")
+        .values_list("certificate_pem", flat=True).first()
+    )
+    if last_pem is None:
+        return False
+    spki = Encoding.DER, PublicFormat.SubjectPublicKeyInfo
+    last_key = x509.load_pem_x509_certificate(last_pem.encode()).public_key().public_bytes(*spki)
+    return last_key != csr.public_key().public_bytes(*spki)
 
 
 # Tag names: letters, digits, spaces and . _ : / - ; compared ignoring case.

@@ -24,7 +24,11 @@ def _describe(event: AuditEvent) -> tuple[str, str] | None:
     """Return (kind, text) for an audit event that belongs on an EC's timeline, or None to leave it out."""
     details = event.details or {}
     if event.action == "onboard_request.create":
-        conflict = " with a different key than the EC had" if details.get("conflict") else ""
+        conflict = ""
+        if details.get("key_change"):
+            conflict = " with a different key than the EC had"
+        elif details.get("conflict"):
+            conflict = " again, with the key the EC already had"
         return "requested", f"Onboard requested{conflict} (request {event.object_id})"
     if event.action == "onboard_request.approve":
         tags = ", ".join(details.get("tags") or [])

@@ -129,7 +129,20 @@ def test_dashboard_flags_conflict(world):
 
     rows = re.findall(rf'<tr data-product-id="{re.escape(first.product_id)}">(.*?)</tr>', html, re.S)
     assert len(rows) == 2
-    assert sum("New key" in row for row in rows) == 1
+    assert sum("Enrolling again" in row for row in rows) == 1
+
+
+def test_dashboard_flags_key_change_of_onboarded_ec(world):
+    first = onboard(world.a)
+    approve_and_issue("acme", first.request_id)
+    onboard(world.a, first.product_id)
+
+    html = _signed_in(world.a).get("/").content.decode()
+
+    rows = re.findall(rf'<tr data-product-id="{re.escape(first.product_id)}">(.*?)</tr>', html, re.S)
+    pending = [row for row in rows if 'name="request_ids"' in row]
+    assert len(pending) == 1
+    assert "New key" in pending[0]
 
 
 def test_dashboard_hides_other_tenant_ec(world):
