@@ -78,6 +78,7 @@ TENANT_APPS = [
     "django.contrib.messages",
     "onboarding",
     "pki",
+    "est",
 ]
 INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -261,6 +262,8 @@ ZTSP_TUNNEL_BIND = env.str("ZTSP_TUNNEL_BIND", default="127.0.0.1")
 ZTSP_TUNNEL_PORT = env.int("ZTSP_TUNNEL_PORT", default=8443)
 ZTSP_TUNNEL_PUBLIC_HOST = env.str("ZTSP_TUNNEL_PUBLIC_HOST", default="localhost")
 ZTSP_TUNNEL_PUBLIC_PORT = env.int("ZTSP_TUNNEL_PUBLIC_PORT", default=ZTSP_TUNNEL_PORT)
+# Port of the HTTPS server (manage.py run_https) that serves EST with TLS client certificates.
+ZTSP_HTTPS_PORT = env.int("ZTSP_HTTPS_PORT", default=8444)
 # Seconds between EC heartbeats; an EC silent for 3 intervals counts as offline.
 ZTSP_HEARTBEAT_INTERVAL = env.int("ZTSP_HEARTBEAT_INTERVAL", default=30)
 # The scheme and port that tenant management URLs use on this deployment.

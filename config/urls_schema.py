@@ -2,6 +2,7 @@
 
 from django.urls import include, path
 
+from est.urls import est_urlpatterns
 from onboarding.urls import api_urlpatterns
 from provisioning.views import ZtpLookupView, ZtpReportView
 
@@ -10,4 +11,5 @@ urlpatterns = [
     path("api/v1/ztp/report", ZtpReportView.as_view()),
     path("", include("msp.urls")),
     *api_urlpatterns,
+    *est_urlpatterns,
 ]

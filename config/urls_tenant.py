@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from est.urls import est_urlpatterns
 from onboarding.pages import controllers, dashboard, tags
 from onboarding.urls import api_urlpatterns
 
@@ -11,6 +12,7 @@ urlpatterns = []
 if settings.DIRECTOR_ROLE:
     urlpatterns += [
         *api_urlpatterns,
+        *est_urlpatterns,
         path("", dashboard.dashboard, name="dashboard"),
         path("requests/decide", dashboard.decide_many, name="decide-many"),
         path("requests/<uuid:request_id>/approve", dashboard.decide, {"decision": "approve"}, name="approve"),

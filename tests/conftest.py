@@ -180,6 +180,7 @@ def _wait_for_text(text: str, process: subprocess.Popen, log: Path, timeout: flo
 class LiveStack:
     web_port: int
     tunnel_port: int
+    https_port: int
     env: dict
     logs: Path
     processes: dict
@@ -207,7 +208,7 @@ def stop_process(process: subprocess.Popen, timeout: float = 10) -> None:
 
 @pytest.fixture(scope="session")
 def live_stack(world, django_db_blocker, tmp_path_factory) -> LiveStack:
-    """Start uvicorn, a Celery worker (prefork) and the tunnel gateway against the test database."""
+    """Start uvicorn, a Celery worker (prefork), the tunnel gateway and the EST HTTPS server on the test database."""
     logs = tmp_path_factory.mktemp("live-logs")
     with django_db_blocker.unblock():
         database_url = _database_url()
@@ -215,6 +216,7 @@ def live_stack(world, django_db_blocker, tmp_path_factory) -> LiveStack:
            "PYTHONUNBUFFERED": "1"}
     web_port = settings.ZTSP_DIRECTOR_PORT
     tunnel_port = settings.ZTSP_TUNNEL_PORT
+    https_port = settings.ZTSP_HTTPS_PORT
     processes = {
         "web": start_process("web", [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host",
                                      "127.0.0.1", "--port", str(web_port), "--lifespan", "off",
@@ -224,16 +226,19 @@ def live_stack(world, django_db_blocker, tmp_path_factory) -> LiveStack:
                                            "--without-mingle", "--without-gossip"], env, logs),
         "gateway": start_process("gateway", [sys.executable, "manage.py", "run_tunnel_gateway", "--port",
                                              str(tunnel_port)], env, logs),
+        "https": start_process("https", [sys.executable, "manage.py", "run_https", "--port", str(https_port),
+                                         "--log-level", "warning"], env, logs),
     }
     try:
         _wait_for_port(web_port, processes["web"], logs / "web.log")
         _wait_for_port(tunnel_port, processes["gateway"], logs / "gateway.log")
+        _wait_for_port(https_port, processes["https"], logs / "https.log")
         _wait_for_text("ready.", processes["worker"], logs / "worker.log")
     except RuntimeError:
         for process in processes.values():
             stop_process(process)
         raise
-    stack = LiveStack(web_port, tunnel_port, env, logs, processes)
+    stack = LiveStack(web_port, tunnel_port, https_port, env, logs, processes)
     yield stack
     for process in processes.values():
         stop_process(process)

@@ -24,6 +24,7 @@ os.environ.setdefault("ZTSP_CACHE_PREFIX", f"ztsp-test-{_run_id}")
 os.environ.setdefault("ZTSP_TEST_DATABASE_NAME", f"test_ztsp_{_run_id}")
 os.environ.setdefault("ZTSP_DIRECTOR_PORT", str(_free_port()))
 os.environ.setdefault("ZTSP_TUNNEL_PORT", str(_free_port()))
+os.environ.setdefault("ZTSP_HTTPS_PORT", str(_free_port()))
 os.environ.setdefault("ZTSP_LOOKUP_RETRY_AFTER", "1")
 os.environ.setdefault("ZTSP_HEARTBEAT_INTERVAL", "2")
 

@@ -3,7 +3,8 @@
 Steps:
 
 1. migrate, seed the demo accounts and import a factory CSV;
-2. start the web server, a Celery worker and the tunnel gateway;
+2. start the web server, a Celery worker, the tunnel gateway and the EST
+   HTTPS server;
 3. boot the simulated fleet before its products are mapped, so the ECs get
    "409, retry later", then map the products;
 4. approve the ECs as each tenant admin, and print a table once every EC's
@@ -96,7 +97,8 @@ class Command(BaseCommand):
             logging.getLogger().setLevel(logging.WARNING)
         if ecs < 1:
             raise CommandError("--ecs must be at least 1.")
-        for port, name in ((WEB_PORT, "web server"), (settings.ZTSP_TUNNEL_PORT, "tunnel gateway")):
+        for port, name in ((WEB_PORT, "web server"), (settings.ZTSP_TUNNEL_PORT, "tunnel gateway"),
+                           (settings.ZTSP_HTTPS_PORT, "EST HTTPS server")):
             if _port_in_use(port):
                 raise CommandError(f"Port {port} for the {name} is already in use on 127.0.0.1; stop the "
                                    "program that holds it (an earlier run?) and retry.")
@@ -158,10 +160,13 @@ class Command(BaseCommand):
         self._start("worker", [python, "-m", "celery", "-A", "config", "worker", "-c", "2", "-l", "info",
                                "-Q", settings.CELERY_TASK_DEFAULT_QUEUE, "--without-mingle", "--without-gossip"])
         gateway = self._start("gateway", [python, "manage.py", "run_tunnel_gateway", "--reset-online"])
+        https = self._start("https", [python, "manage.py", "run_https"])
         _wait_for_port(WEB_PORT, web, "web server", self.logs / "web.log")
         _wait_for_port(settings.ZTSP_TUNNEL_PORT, gateway, "tunnel gateway", self.logs / "gateway.log")
+        _wait_for_port(settings.ZTSP_HTTPS_PORT, https, "EST HTTPS server", self.logs / "https.log")
         self._say(f"Web server on http://127.0.0.1:{WEB_PORT}, tunnel gateway on 127.0.0.1:"
-                  f"{settings.ZTSP_TUNNEL_PORT}, Celery worker started. Logs in {self.logs}.")
+                  f"{settings.ZTSP_TUNNEL_PORT}, EST HTTPS server on 127.0.0.1:{settings.ZTSP_HTTPS_PORT}, "
+                  f"Celery worker started. Logs in {self.logs}.")
 
         fleet_dir = seed.demo_dir() / "ecs"
         shutil.rmtree(fleet_dir, ignore_errors=True)
@@ -240,6 +245,8 @@ class Command(BaseCommand):
             f"Vendor admin:     http://localhost:{port}/admin/   user 'vendor', password "
             f"'{accounts.passwords['vendor']}'",
             f"API docs:         http://localhost:{port}/api/docs/",
+            f"EST over HTTPS:   https://<tenant>.localhost:{settings.ZTSP_HTTPS_PORT}/.well-known/est/ "
+            "(trust the root CA, the last certificate of /api/v1/pki/ca)",
         ]
         for schema, _msp, _tags in seed.DEMO_TENANTS:
             label = f"Tenant {schema}:"
