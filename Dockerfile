@@ -28,6 +28,7 @@ COPY onboarding ./onboarding
 COPY pki ./pki
 COPY gateway ./gateway
 COPY audit ./audit
+COPY est ./est
 COPY ec_client ./ec_client
 COPY manage.py ./
 RUN pip install --no-cache-dir . \
@@ -36,5 +37,5 @@ RUN pip install --no-cache-dir . \
        python manage.py collectstatic --noinput
 
 USER ztsp
-EXPOSE 8000 8443
+EXPOSE 8000 8443 8444
 CMD ["uvicorn", "config.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--lifespan", "off", "--proxy-headers"]

@@ -7,7 +7,7 @@ api_urlpatterns = [
     path("api/v1/onboard/<uuid:request_id>", views.OnboardStatusView.as_view(), name="onboard-status"),
     path("api/v1/pki/ca", views.CaChainView.as_view(), name="pki-ca"),
     path("api/v1/pki/crl", views.CrlView.as_view(), name="pki-crl"),
-    path("api/v1/pki/crl/<str:key_id>", views.CrlView.as_view(), name="pki-crl-by-ca"),
+    path("api/v1/pki/crl/<str:key_id>", views.CrlByCaView.as_view(), name="pki-crl-by-ca"),
     path("api/v1/director/onboard-requests", views.OnboardRequestListView.as_view(),
          name="director-onboard-requests"),
     path("api/v1/director/onboard-requests/<uuid:request_id>/approve",

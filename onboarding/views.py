@@ -152,6 +152,15 @@ class CrlView(APIView):
         return HttpResponse(current_crl_der(issuing_ca), content_type="application/pkix-crl")
 
 
+class CrlByCaView(CrlView):
+    """``GET /api/v1/pki/crl/<key id>``: the CRL of one issuing CA of this tenant, active or retired."""
+
+    @extend_schema(operation_id="api_v1_pki_crl_by_ca_retrieve", responses={(200, "application/pkix-crl"): bytes},
+                   tags=["EC API"])
+    def get(self, request, key_id: str | None = None):
+        return super().get(request, key_id)
+
+
 # Tenant admin API: users of this tenant's schema, by session or HTTP Basic.
 
 # Basic first: DRF responds with the first class's challenge, so a missing or
