@@ -179,6 +179,27 @@ CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
 CELERY_TASK_ALWAYS_EAGER = False
 
+# Celery beat (`celery -A config beat`): periodic tasks, queued in the public
+# schema; each visits every tenant. Intervals in seconds.
+ZTSP_CRL_REFRESH_TASK_SECONDS = env.int("ZTSP_CRL_REFRESH_TASK_SECONDS", default=600)
+ZTSP_RENEWAL_REMINDER_SECONDS = env.int("ZTSP_RENEWAL_REMINDER_SECONDS", default=3600)
+CELERY_BEAT_SCHEDULE = {
+    "refresh-crls": {
+        "task": "pki.tasks.refresh_crls_task",
+        "schedule": ZTSP_CRL_REFRESH_TASK_SECONDS,
+        # A run still queued when the next one is due is dropped, so a stopped worker finds no backlog.
+        "options": {"expires": ZTSP_CRL_REFRESH_TASK_SECONDS},
+    },
+    "remind-renewals": {
+        "task": "pki.tasks.remind_renewals_task",
+        "schedule": ZTSP_RENEWAL_REMINDER_SECONDS,
+        "options": {"expires": ZTSP_RENEWAL_REMINDER_SECONDS},
+    },
+}
+# Beat's record of the last run of each entry; its folder must exist.
+CELERY_BEAT_SCHEDULE_FILENAME = env.str("CELERY_BEAT_SCHEDULE_FILENAME",
+                                        default=str(embedded.data_dir() / "celerybeat-schedule"))
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -3,6 +3,10 @@
 The agent moves through the phases ``new`` → ``looked_up`` → ``onboard_requested``
 → ``issued`` → ``tunnel_up``, or stops at ``rejected`` or ``failed``. Each step
 is saved to ``state.json`` so a restarted agent resumes where it stopped.
+
+With the tunnel up, the agent renews its certificate over the tunnel when the
+Director sends ``renew_due`` or when less than ``renew_fraction`` of the
+certificate's lifetime is left. Then it reconnects with the new certificate.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import contextlib
 import logging
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -34,26 +39,41 @@ from ec_client.keys import (
     CertificateRejected,
     PrivateKey,
     VerifiedCertificate,
+    build_csr,
     create_csr,
+    create_key,
     describe_key,
+    generate_key,
     load_or_create_csr,
     load_or_create_key,
+    private_key_pem,
     verify_certificate,
 )
 from ec_client.state import (
     CA_CHAIN_FILE,
     CERT_FILE,
+    CLIENT_CHAIN_FILE,
+    KEY_FILE,
     PHASE_FAILED,
     PHASE_REJECTED,
     AgentState,
     DeviceConfig,
     StateError,
     atomic_write,
+    finish_pending_replace,
     load_device,
     load_state,
+    replace_files,
     save_state,
 )
-from ec_client.tunnel import CertificateExpired, TunnelClient, write_client_chain
+from ec_client.tunnel import (
+    CertificateExpired,
+    CertificateRevoked,
+    TunnelClient,
+    TunnelClosed,
+    client_chain_pem,
+    write_client_chain,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +88,8 @@ MIN_POLL_INTERVAL = 1.0
 # Lookup errors that need a fix on the server side (vendor data, keys), so the
 # agent retries them at the maximum backoff.
 LOOKUP_PERMANENT_ERRORS = frozenset({400, 401, 403, 404})
+# Seconds to wait for the reply to a renew request; the gateway signs in well under a second.
+RENEW_REPLY_TIMEOUT = 60.0
 
 
 @dataclass
@@ -96,6 +118,12 @@ class AgentOptions:
     ca_file: str | None = None
     # Log every poll and heartbeat at INFO instead of DEBUG.
     verbose: bool = False
+    # Renew the certificate when less than this fraction of its lifetime is
+    # left, above 0 and at most 1. At 1 the agent renews at every tunnel start.
+    renew_fraction: float = 1 / 3
+    # How often the remaining lifetime is checked, and the longest wait before
+    # a failed renewal is tried again.
+    renew_check_seconds: float = 3600.0
     overrides: ResolveOverrides = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -115,6 +143,10 @@ class AgentOptions:
             raise ValueError(f"invalid deadline_seconds {self.deadline_seconds}: must be > 0")
         if self.hold_seconds < 0:
             raise ValueError(f"invalid hold_seconds {self.hold_seconds}: must be >= 0")
+        if not 0 < self.renew_fraction <= 1:
+            raise ValueError(f"invalid renew_fraction {self.renew_fraction}: expected more than 0 and at most 1")
+        if self.renew_check_seconds <= 0:
+            raise ValueError(f"invalid renew_check_seconds {self.renew_check_seconds}: must be > 0")
 
 
 @dataclass
@@ -189,6 +221,10 @@ class Agent:
         self.session: aiohttp.ClientSession | None = None
         self.http_ssl = make_client_ssl_context(options.ca_file)
         self._started = 0.0
+        # Set to make the renewal task look at the certificate now.
+        self._renewal_wakeup = asyncio.Event()
+        # Reason the Director gave in renew_due, kept until a renewal succeeds.
+        self._renewal_requested: str | None = None
 
     @property
     def product_id(self) -> str:
@@ -287,6 +323,9 @@ class Agent:
 
     async def _prepare(self) -> None:
         """Load or create the key, load state.json and pick the phase to resume from."""
+        completed = await asyncio.to_thread(finish_pending_replace, self.state_dir)
+        if completed:
+            logger.info("%s: finished storing %s of an interrupted renewal", self.product_id, ", ".join(completed))
         self.key, created = await asyncio.to_thread(load_or_create_key, self.state_dir, self.options.key_type)
         logger.info(
             "%s: %s %s key",
@@ -687,26 +726,139 @@ class Agent:
             certificate_not_after=self.certificate.not_after,
             on_connected=self._on_tunnel_up,
             on_disconnected=lambda reason: self._record_error(f"tunnel: {reason}"),
+            on_renew_due=self._on_renew_due,
             connect_slots=self.connect_slots,
             verbose=self.options.verbose,
         )
         tunnel = asyncio.create_task(client.run_forever(), name=f"tunnel {self.product_id}")
+        renewal = asyncio.create_task(self._renew_when_due(client), name=f"renewal {self.product_id}")
         try:
             if self.options.exit_when_connected:
                 await self._hold_then_stop(client, tunnel)
             else:
                 await tunnel
-        except CertificateExpired as error:
+        except (CertificateExpired, CertificateRevoked) as error:
             logger.warning("%s: %s; onboarding again", self.product_id, error)
             self._record_error(f"tunnel: {error}")
             self.certificate = None
             self.state.forget_request()
+            if isinstance(error, CertificateRevoked):
+                # A revocation may mean the key leaked. A new key also keeps
+                # the new CSR apart from the revoked certificate's request,
+                # which a CSR signed again with the same RSA key would repeat.
+                self.key = await asyncio.to_thread(create_key, self.state_dir, self.options.key_type)
+                logger.info("%s: generated a new %s key", self.product_id, describe_key(self.key))
             await asyncio.to_thread(create_csr, self.state_dir, self.key, self.product_id)
             self.phase = "looked_up"
             self.state.phase = "looked_up"
             save_state(self.state_dir, self.state)
         finally:
+            await self._cancel(renewal)
             await self._cancel(tunnel)
+
+    # ---------------------------------------------------------------- renewal
+
+    def _on_renew_due(self, message: dict[str, Any]) -> None:
+        self._renewal_requested = str(message.get("reason") or "requested by the Director")
+        self._renewal_wakeup.set()
+
+    def _seconds_until_renewal(self) -> float:
+        """Return the seconds until less than ``renew_fraction`` of the certificate's lifetime is left, or 0."""
+        leaf = self.certificate.leaf
+        lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
+        renew_at = leaf.not_valid_after_utc - lifetime * self.options.renew_fraction
+        return max((renew_at - datetime.now(UTC)).total_seconds(), 0.0)
+
+    async def _renew_when_due(self, client: TunnelClient) -> None:
+        """Renew the certificate whenever it is due and the tunnel is up; runs as long as the tunnel task."""
+        retry = Backoff(self.options.renew_check_seconds, self.options.backoff_base)
+        # Monotonic time before which a failed renewal is not tried again.
+        retry_at = 0.0
+        while True:
+            await client.connected.wait()
+            self._renewal_wakeup.clear()
+            wait = min(self._seconds_until_renewal(), self.options.renew_check_seconds)
+            reason = self._renewal_requested
+            if reason is None and wait == 0:
+                reason = f"less than {self.options.renew_fraction:.0%} of its lifetime left"
+            if reason is not None and time.monotonic() < retry_at:
+                wait = retry_at - time.monotonic()
+            elif reason is not None:
+                try:
+                    retry_after = await self._renew_certificate(client, reason)
+                except Exception as error:
+                    logger.exception("%s: certificate renewal failed", self.product_id)
+                    self._record_error(f"renewal: {type(error).__name__}: {error}")
+                    retry_after = 0.0
+                if retry_after is None:
+                    self._renewal_requested = None
+                    retry.reset()
+                    retry_at = 0.0
+                    continue
+                wait = max(retry.next_delay(), retry_after)
+                retry_at = time.monotonic() + wait
+                logger.info("%s: trying the renewal again in %.1f s", self.product_id, wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._renewal_wakeup.wait(), timeout=wait)
+
+    async def _renew_certificate(self, client: TunnelClient, reason: str) -> float | None:
+        """Renew over the tunnel with a new key; return None when renewed, else the minimum seconds before a retry.
+
+        On any failure the stored key and certificate stay as they are.
+        """
+        old_serial = self.certificate.serial_hex
+        # A new key for every renewal. Besides retiring the old key, it makes
+        # each renewal CSR distinct, which re-signing with one RSA key is not.
+        key = await asyncio.to_thread(generate_key, self.options.key_type)
+        csr_pem = build_csr(key, self.product_id)
+        logger.info("%s: renewing certificate serial %s (%s) with a new %s key", self.product_id, old_serial, reason,
+                    describe_key(key))
+        try:
+            reply = await client.request_renewal(csr_pem, RENEW_REPLY_TIMEOUT)
+        except TunnelClosed as error:
+            return self._renewal_failed(f"renewal of certificate serial {old_serial} interrupted: {error}")
+        if reply.get("type") == "error":
+            retry_after = reply.get("retry_after")
+            if isinstance(retry_after, bool) or not isinstance(retry_after, int | float):
+                retry_after = 0.0
+            return self._renewal_failed(
+                f"renewal of certificate serial {old_serial} rejected: {reply.get('code')}: {reply.get('detail')}",
+                float(retry_after),
+            )
+
+        certificate_pem = reply.get("certificate")
+        chain_pem = reply.get("ca_chain")
+        if reply.get("type") != "renewed" or not isinstance(certificate_pem, str) or not isinstance(chain_pem, str):
+            return self._renewal_failed(f"invalid renew reply of type {reply.get('type')!r}: expected a renewed "
+                                        "message with certificate and ca_chain")
+        # NOTE: the gateway revoked the old certificate when it issued this
+        # one, so a renewed certificate that fails these checks leaves the EC
+        # to onboard again once the tunnel drops.
+        try:
+            certificate = verify_certificate(certificate_pem, chain_pem, key, self.product_id)
+        except CertificateRejected as error:
+            return self._renewal_failed(f"rejected the renewed certificate: {error}")
+        await asyncio.to_thread(
+            replace_files,
+            self.state_dir,
+            {
+                KEY_FILE: (private_key_pem(key), 0o600),
+                CERT_FILE: (certificate_pem, 0o644),
+                CA_CHAIN_FILE: (chain_pem, 0o644),
+                CLIENT_CHAIN_FILE: (client_chain_pem(certificate_pem.encode(), chain_pem.encode()), 0o644),
+            },
+        )
+        self.key = key
+        self.certificate = certificate
+        logger.info("%s: certificate serial %s renewed as serial %s, valid until %s; reconnecting", self.product_id,
+                    old_serial, certificate.serial_hex, certificate.not_after)
+        client.use_new_certificate(certificate.not_after)
+        return None
+
+    def _renewal_failed(self, error: str, retry_after: float = 0.0) -> float:
+        logger.warning("%s: %s (keeping the current certificate)", self.product_id, error)
+        self._record_error(f"renewal: {error}")
+        return retry_after
 
     def _lookup_fact(self) -> dict[str, str]:
         looked_up = self.state.phase_times.get("looked_up")
@@ -753,6 +905,8 @@ class Agent:
         logger.info("%s: hold time over, closing the tunnel", self.product_id)
 
     def _on_tunnel_up(self, hello: dict[str, Any]) -> None:
+        # Check the certificate's remaining lifetime at every tunnel start.
+        self._renewal_wakeup.set()
         if self.certificate is not None and self._reported_serial != self.certificate.serial_hex:
             self._reported_serial = self.certificate.serial_hex
             # Best effort: the Provision Server only shows the MSP that this EC

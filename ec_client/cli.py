@@ -86,6 +86,22 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="after a rejection or an invalid certificate, start over after the maximum backoff instead of stopping",
     )
+    parser.add_argument(
+        "--renew-fraction",
+        type=float,
+        default=1 / 3,
+        metavar="F",
+        help="renew the certificate over the tunnel when less than this fraction of its lifetime is left, "
+        "above 0 and at most 1; 1 renews at every tunnel start (default: 1/3)",
+    )
+    parser.add_argument(
+        "--renew-check",
+        type=float,
+        default=3600.0,
+        metavar="S",
+        help="seconds between checks of the certificate's remaining lifetime, and the maximum wait "
+        "before a failed renewal is tried again (default: %(default)s)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
 
 
@@ -103,6 +119,8 @@ def _options_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
             keep_retrying=args.keep_retrying,
             ca_file=args.ca_file,
             verbose=args.verbose,
+            renew_fraction=args.renew_fraction,
+            renew_check_seconds=args.renew_check,
         )
     except ValueError as error:
         parser.error(str(error))

@@ -1,7 +1,8 @@
 """The Edge Controller's key pair, CSR and the checks on the certificate it receives.
 
 The private key is generated once into ``key.pem`` (mode 0600) and reused
-across restarts. It never leaves the device: only the CSR is sent.
+across restarts, until a certificate renewal replaces it with a new key. It
+never leaves the device: only the CSR is sent.
 """
 
 from __future__ import annotations
@@ -45,6 +46,22 @@ def generate_key(key_type: str) -> PrivateKey:
     raise ValueError(f"invalid key type {key_type!r}: expected one of {', '.join(KEY_TYPES)}")
 
 
+def private_key_pem(key: PrivateKey) -> bytes:
+    """Return ``key`` as unencrypted PKCS#8 PEM, the format of ``key.pem``."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def create_key(state_dir: Path, key_type: str) -> PrivateKey:
+    """Generate a ``key_type`` key, store it in ``key.pem`` in place of any old key, and return it."""
+    key = generate_key(key_type)
+    atomic_write(state_dir / KEY_FILE, private_key_pem(key), mode=0o600)
+    return key
+
+
 def load_or_create_key(state_dir: Path, key_type: str = "ec") -> tuple[PrivateKey, bool]:
     """Load ``key.pem`` or generate a ``key_type`` key into it.
 
@@ -57,14 +74,7 @@ def load_or_create_key(state_dir: Path, key_type: str = "ec") -> tuple[PrivateKe
     try:
         pem = path.read_bytes()
     except FileNotFoundError:
-        key = generate_key(key_type)
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        atomic_write(path, pem, mode=0o600)
-        return key, True
+        return create_key(state_dir, key_type), True
 
     try:
         key = serialization.load_pem_private_key(pem, password=None)
@@ -121,13 +131,18 @@ def common_name_for(product_id: str) -> str:
     return product_id if len(product_id) <= 64 else product_id.rpartition(":")[2]
 
 
-def create_csr(state_dir: Path, key: PrivateKey, product_id: str) -> str:
-    """Build a new CSR for ``product_id``, store it in ``csr.pem`` and return its PEM."""
+def build_csr(key: PrivateKey, product_id: str) -> str:
+    """Return a PEM CSR signed by ``key`` whose subject is ``CN=<product_id>`` only."""
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name_for(product_id))])
     csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
-    pem = csr.public_bytes(serialization.Encoding.PEM)
+    return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def create_csr(state_dir: Path, key: PrivateKey, product_id: str) -> str:
+    """Build a new CSR for ``product_id``, store it in ``csr.pem`` and return its PEM."""
+    pem = build_csr(key, product_id)
     atomic_write(state_dir / CSR_FILE, pem)
-    return pem.decode()
+    return pem
 
 
 @dataclass(frozen=True)

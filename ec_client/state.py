@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 import uuid
 from dataclasses import asdict, dataclass, field, fields
@@ -27,6 +28,9 @@ CA_CHAIN_FILE = "ca_chain.pem"
 # Leaf certificate followed by the issuing CA: the chain the tunnel client sends.
 CLIENT_CHAIN_FILE = "client_chain.pem"
 CONFIG_FILE = "config.json"
+# Staging folder of :func:`replace_files`, and the file that commits its contents.
+PENDING_DIR = ".pending"
+PENDING_READY_FILE = "READY"
 
 # Phases in the order the agent reaches them, then the two terminal outcomes.
 PHASES = ("new", "looked_up", "onboard_requested", "issued", "tunnel_up")
@@ -74,6 +78,47 @@ def _fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(descriptor)
+
+
+def replace_files(state_dir: Path, files: dict[str, tuple[bytes | str, int]]) -> None:
+    """Replace several files of ``state_dir`` together: after a crash, readers see all old or all new files.
+
+    ``files`` maps a file name to its data and mode. The new files are written
+    to ``.pending/`` first, then a READY file listing them commits the set,
+    and each file is moved into place with ``os.replace``. A crash before
+    READY leaves the old files. A crash after it is completed by
+    :func:`finish_pending_replace` at the next start.
+    """
+    pending = state_dir / PENDING_DIR
+    # A leftover without READY is an uncommitted set from a crash: discard it.
+    shutil.rmtree(pending, ignore_errors=True)
+    pending.mkdir(mode=0o700)
+    for name, (data, mode) in files.items():
+        atomic_write(pending / name, data, mode)
+    atomic_write(pending / PENDING_READY_FILE, "".join(f"{name}\n" for name in files))
+    finish_pending_replace(state_dir)
+
+
+def finish_pending_replace(state_dir: Path) -> list[str]:
+    """Move a committed set of :func:`replace_files` into place; return the names of the set, or [] if none.
+
+    A set without its READY file is deleted, so the old files stay.
+    """
+    pending = state_dir / PENDING_DIR
+    if not pending.is_dir():
+        return []
+    try:
+        names = (pending / PENDING_READY_FILE).read_text().split()
+    except FileNotFoundError:
+        shutil.rmtree(pending, ignore_errors=True)
+        return []
+    for name in names:
+        # A file already moved before a crash is no longer in the folder.
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(pending / name, state_dir / name)
+    _fsync_directory(state_dir)
+    shutil.rmtree(pending)
+    return names
 
 
 def write_json(path: Path, value: Any, mode: int = 0o644) -> None:

@@ -7,6 +7,10 @@ Protocol, one JSON object per line, each line at most 64 KiB:
 - client sends ``{"type": "heartbeat", "seq": n}`` every interval, the server echoes it;
 - server may push ``{"type": "config", "version", "body"}``, which the client
   stores in ``config.json`` and acknowledges with ``{"type": "ack", "version", "status"}``;
+- client may send ``{"type": "renew", "csr"}``, and the server replies
+  ``{"type": "renewed", "certificate", "certificate_serial", "ca_chain", "not_after"}``
+  or with an ``error`` that leaves the tunnel open;
+- server may push ``{"type": "renew_due", "not_after", "reason"}`` to request a renewal;
 - server may send ``{"type": "error", "code", "detail"}`` and close.
 """
 
@@ -59,14 +63,26 @@ class CertificateExpired(Exception):
     """cert.pem has expired, so the agent must onboard again before reconnecting."""
 
 
-def write_client_chain(state_dir: Path) -> Path:
-    """Write ``client_chain.pem``: the leaf certificate, then the issuing CA (the first
-    certificate of ``ca_chain.pem``), which is the chain the client sends in TLS."""
-    leaf = (state_dir / CERT_FILE).read_bytes()
-    chain = x509.load_pem_x509_certificates((state_dir / CA_CHAIN_FILE).read_bytes())
+class CertificateRevoked(Exception):
+    """The server rejected cert.pem as revoked or from a retired CA, so the agent must onboard again."""
+
+
+# Error codes of a rejected hello that no retry with the same certificate can fix.
+CERTIFICATE_REJECTED_CODES = frozenset({"certificate_revoked", "issuing_ca_retired"})
+
+
+def client_chain_pem(certificate_pem: bytes, ca_chain_pem: bytes) -> bytes:
+    """Return the chain the client sends in TLS: the leaf certificate, then the issuing
+    CA (the first certificate of the CA chain)."""
+    chain = x509.load_pem_x509_certificates(ca_chain_pem)
     issuing = chain[0].public_bytes(serialization.Encoding.PEM)
+    return certificate_pem.rstrip(b"\n") + b"\n" + issuing
+
+
+def write_client_chain(state_dir: Path) -> Path:
+    """Write ``client_chain.pem`` from ``cert.pem`` and ``ca_chain.pem``."""
     path = state_dir / CLIENT_CHAIN_FILE
-    atomic_write(path, leaf.rstrip(b"\n") + b"\n" + issuing)
+    atomic_write(path, client_chain_pem((state_dir / CERT_FILE).read_bytes(), (state_dir / CA_CHAIN_FILE).read_bytes()))
     return path
 
 
@@ -118,7 +134,8 @@ class TunnelClient:
 
     ``on_connected`` is called with the server's hello each time a connection
     reaches that point, and ``on_disconnected`` with the reason each time a
-    connection attempt or a connection ends. ``connect_slots`` (optional, shared by a fleet) bounds
+    connection attempt or a connection ends. ``on_renew_due`` is called with
+    each ``renew_due`` message. ``connect_slots`` (optional, shared by a fleet) bounds
     how many agents run the TCP and TLS handshake at once.
     """
 
@@ -136,6 +153,7 @@ class TunnelClient:
         certificate_not_after: datetime | None = None,
         on_connected: Callable[[dict[str, Any]], None] | None = None,
         on_disconnected: Callable[[str], None] | None = None,
+        on_renew_due: Callable[[dict[str, Any]], None] | None = None,
         connect_slots: asyncio.Semaphore | None = None,
         verbose: bool = False,
     ) -> None:
@@ -150,6 +168,7 @@ class TunnelClient:
         self.certificate_not_after = certificate_not_after
         self.on_connected = on_connected
         self.on_disconnected = on_disconnected
+        self.on_renew_due = on_renew_due
         self.connect_slots = connect_slots
         self.verbose = verbose
         # Set while a connection is past the hello exchange.
@@ -159,12 +178,19 @@ class TunnelClient:
         self._retry_log = RepeatLimitedLog(logger, backoff.cap)
         self._context: ssl.SSLContext | None = None
         self._write_lock = asyncio.Lock()
+        # The open connection's writer, while connected.
+        self._writer: asyncio.StreamWriter | None = None
+        # Set while a renew request waits for its reply.
+        self._renewal_reply: asyncio.Future[dict[str, Any]] | None = None
+        # Set by use_new_certificate: the next reconnect is at once, not after a backoff.
+        self._reconnect_now = False
 
     async def run_forever(self) -> None:
         """Connect, serve, and reconnect after every disconnect until cancelled.
 
-        Raises CertificateExpired when cert.pem expires, because no server will
-        accept it any more.
+        Raises CertificateExpired when cert.pem expires, and CertificateRevoked
+        when the server rejects it as revoked, because no server will accept it
+        any more.
         """
         # A session that stays up this long (seconds) counts as healthy, so the
         # next reconnect starts again from the shortest backoff.
@@ -183,6 +209,11 @@ class TunnelClient:
             finally:
                 self.connected.clear()
 
+            if self._reconnect_now:
+                self._reconnect_now = False
+                logger.info("%s: reconnecting to %s:%s with the renewed certificate", self.product_id, self.host,
+                            self.port)
+                continue
             if self.on_disconnected is not None:
                 self.on_disconnected(reason)
             if time.monotonic() - started >= healthy_after:
@@ -243,6 +274,8 @@ class TunnelClient:
             },
         )
         reply = await self._receive(reader, timeout=HELLO_TIMEOUT)
+        if reply.get("type") == "error" and reply.get("code") in CERTIFICATE_REJECTED_CODES:
+            raise CertificateRevoked(self._describe_error(reply))
         if reply.get("type") == "error":
             raise TunnelClosed(self._describe_error(reply))
         if reply.get("type") != "hello":
@@ -252,6 +285,7 @@ class TunnelClient:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hello: dict[str, Any]) -> None:
         interval = _heartbeat_interval(hello, self.heartbeat_override)
         self.connections += 1
+        self._writer = writer
         self.connected.set()
         self._retry_log.clear()
         logger.info(
@@ -275,6 +309,9 @@ class TunnelClient:
                 message = await self._receive(reader, timeout=idle_timeout)
                 await self._handle(writer, message)
         finally:
+            self._writer = None
+            if self._renewal_reply is not None and not self._renewal_reply.done():
+                self._renewal_reply.set_exception(TunnelClosed("the tunnel closed before the renew reply"))
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError, OSError, ConnectionError):
                 await heartbeat
@@ -297,6 +334,15 @@ class TunnelClient:
             )
         elif kind == "config":
             await self._apply_config(writer, message)
+        elif kind in ("renewed", "error") and self._renewal_reply is not None and not self._renewal_reply.done():
+            # While a renew request waits, the next error is its reply. The
+            # server closes the connection after a fatal error.
+            self._renewal_reply.set_result(message)
+        elif kind == "renew_due":
+            logger.info("%s: the server requests a renewal (reason %s, certificate valid until %s)",
+                        self.product_id, message.get("reason"), message.get("not_after"))
+            if self.on_renew_due is not None:
+                self.on_renew_due(message)
         elif kind == "error":
             raise TunnelClosed(self._describe_error(message))
         else:
@@ -342,6 +388,39 @@ class TunnelClient:
         self.configs_applied += 1
         logger.info("%s: config version %d applied", self.product_id, version)
         await self._send(writer, {"type": "ack", "version": version, "status": "applied"})
+
+    async def request_renewal(self, csr_pem: str, timeout: float) -> dict[str, Any]:
+        """Send ``renew`` with ``csr_pem`` and return the server's reply, a ``renewed`` or an ``error`` message.
+
+        Raises TunnelClosed when no connection is open, or when the connection
+        ends or ``timeout`` seconds pass before the reply.
+        """
+        writer = self._writer
+        if writer is None or not self.connected.is_set():
+            raise TunnelClosed("no tunnel connection is open")
+        if self._renewal_reply is not None:
+            raise RuntimeError("a renew request is already waiting for its reply")
+        reply: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._renewal_reply = reply
+        try:
+            await self._send(writer, {"type": "renew", "csr": csr_pem})
+            return await asyncio.wait_for(reply, timeout=timeout)
+        except TimeoutError:
+            raise TunnelClosed(f"no reply to the renew request within {timeout:.0f} s") from None
+        except (OSError, ConnectionError) as error:
+            raise TunnelClosed(f"sending the renew request failed: {type(error).__name__}: {error}") from None
+        finally:
+            self._renewal_reply = None
+
+    def use_new_certificate(self, not_after: datetime) -> None:
+        """Close the open connection and reconnect at once with the key and certificates now in the state folder."""
+        self.certificate_not_after = not_after
+        self._context = None
+        # Cleared now, so that waiters see the next connection, not this closing one.
+        self.connected.clear()
+        if self._writer is not None:
+            self._reconnect_now = True
+            self._writer.close()
 
     @staticmethod
     def _describe_error(message: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from audit.services import Actor
 from common.db import released_connection
 from onboarding.models import EdgeController
 from pki.models import IssuedCertificate
@@ -28,6 +29,14 @@ class TunnelPeer:
     product_id: str
     serial_hex: str
     edge_controller_id: int
+
+
+@dataclass(frozen=True)
+class RenewedCertificate:
+    serial_hex: str
+    certificate_pem: str
+    ca_chain_pem: str
+    not_after: datetime
 
 
 class PeerRejected(Exception):
@@ -71,6 +80,23 @@ def authorize_peer(schema_name: str, serial_hex: str, product_id: str) -> Tunnel
         if certificate.product_id != product_id:
             raise PeerRejected("product_mismatch", f"Certificate {serial_hex} belongs to another Product ID.")
         return TunnelPeer(schema_name, product_id, serial_hex, certificate.edge_controller_id)
+
+
+@released_connection
+def renew_peer_certificate(peer: TunnelPeer, csr_pem: str, *, source_address: str | None) -> RenewedCertificate:
+    """Issue a new certificate for ``csr_pem`` to the EC authenticated as ``peer``; its old one is superseded.
+
+    Raises pki.services.RenewalRefused, with nothing written, when the renewal is not allowed.
+    """
+    from pki.services import ca_chain_pem, renew_certificate
+
+    with schema_context(peer.schema_name):
+        tenant = Tenant.objects.get(schema_name=peer.schema_name)
+        issued = renew_certificate(peer.serial_hex, csr_pem, tenant=tenant,
+                                   source=IssuedCertificate.Source.TUNNEL_RENEWAL,
+                                   actor=Actor.for_device(peer.product_id, source_address))
+        chain = ca_chain_pem(issued.issuing_ca)
+    return RenewedCertificate(issued.serial_hex, issued.certificate_pem, chain, issued.not_after)
 
 
 @released_connection

@@ -13,26 +13,45 @@ Protocol: newline-delimited JSON, one object per line, at most
 * gateway → EC ``{"type": "hello", "heartbeat_interval", "tenant", "product_id"}``
 * EC → gateway ``{"type": "heartbeat", "seq"}``, echoed back.
 * EC → gateway ``{"type": "ack", "version", "status"}`` for a pushed ``config``.
-* gateway → EC ``{"type": "error", "code", "detail"}`` before it closes.
+* EC → gateway ``{"type": "renew", "csr"}``: a PEM PKCS#10 request with the
+  subject of the current certificate, usually for a new key. The gateway
+  replies ``{"type": "renewed", "certificate", "certificate_serial",
+  "ca_chain", "not_after"}`` (PEM, hex serial, the issuing CA then the root CA
+  as PEM, ISO 8601 UTC), or with an ``error`` and keeps the tunnel open.
+  Renewing revokes the old certificate as superseded. The tunnel stays up on
+  it, but the next connection must use the new certificate. One renewal may
+  be in flight per tunnel, and an EC may start at most one per
+  ``RENEW_MIN_INTERVAL`` seconds, reconnects included. A faster one gets
+  ``renew_rate_limited`` with ``retry_after`` in seconds.
+* gateway → EC ``{"type": "renew_due", "not_after", "reason"}``: the Director
+  requests a renewal, because the EC's certificate expires at ``not_after``
+  (``reason`` ``expiring``) or its issuing CA was retired by a rotation
+  (``issuing_ca_retired``). Sent through :mod:`gateway.push`.
+* gateway → EC ``{"type": "error", "code", "detail"}``: the reply to a
+  rejected ``renew`` or an unknown message type, or the reason before the
+  gateway closes the tunnel.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
+import math
 import ssl
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from asgiref.sync import sync_to_async
 from cryptography import x509
 from django.utils import timezone
 
-from gateway import records
+from gateway import push, records
 from pki import crypto
+from pki.services import RenewalRefused
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +64,9 @@ HEARTBEAT_FLUSH_INTERVAL = 5.0
 REVOCATION_CHECK_INTERVAL = 15.0
 # An unknown issuing CA triggers a reload of the CA list at most this often.
 CA_RELOAD_MIN_INTERVAL = 5.0
+# An EC may start one certificate renewal this often (seconds); each costs a
+# CA signature and a CRL re-signing.
+RENEW_MIN_INTERVAL = 60.0
 
 
 def _in_thread(function):
@@ -53,21 +75,41 @@ def _in_thread(function):
 
 @dataclass
 class Session:
+    # Replaced after a renewal, so that it names the EC's newest certificate.
     peer: records.TunnelPeer
     writer: asyncio.StreamWriter
+    address: str | None = None
     connected_at: float = field(default_factory=time.monotonic)
+    renewal: asyncio.Task | None = None
+
+    @property
+    def renewing(self) -> bool:
+        return self.renewal is not None and not self.renewal.done()
 
 
 class TunnelGateway:
-    def __init__(self, *, server_context: ssl.SSLContext, heartbeat_interval: int):
+    """The tunnel server.
+
+    With ``redis_url`` set, it also subscribes to the push channel of
+    :mod:`gateway.push` and forwards its messages to the ECs connected to it.
+    """
+
+    def __init__(self, *, server_context: ssl.SSLContext, heartbeat_interval: int, redis_url: str | None = None,
+                 renew_min_interval: float = RENEW_MIN_INTERVAL):
         self.server_context = server_context
         self.heartbeat_interval = heartbeat_interval
+        self.renew_min_interval = renew_min_interval
         self.issuers: dict[str, tuple[str, str]] = {}
         self.sessions: dict[tuple[str, str], Session] = {}
         self._heartbeats: dict[str, dict[int, datetime]] = defaultdict(dict)
         self._last_ca_reload = 0.0
         self._server: asyncio.Server | None = None
         self._background: list[asyncio.Task] = []
+        self.push_listener = push.PushListener(redis_url, self.deliver_push) if redis_url else None
+        # Start time (monotonic) of the last renewal of each (schema, Product ID),
+        # kept across reconnects so that reconnecting does not lift the limit.
+        self._renewal_started: dict[tuple[str, str], float] = {}
+        self._renewals: set[asyncio.Task] = set()
 
     # Start and stop.
 
@@ -89,6 +131,13 @@ class TunnelGateway:
             asyncio.create_task(self._flush_heartbeats_forever(), name="heartbeat-flush"),
             asyncio.create_task(self._check_revocations_forever(), name="revocation-check"),
         ]
+        if self.push_listener is not None:
+            self._background.append(asyncio.create_task(self.push_listener.run(), name="push-listener"))
+            # Wait briefly, so that a message published right after start is not missed.
+            try:
+                await asyncio.wait_for(self.push_listener.subscribed.wait(), timeout=2)
+            except TimeoutError:
+                logger.warning("Push channel subscription not ready after 2 s; it keeps retrying")
         logger.info("Tunnel gateway listening on %s:%d", host, port)
         return self._server
 
@@ -97,6 +146,9 @@ class TunnelGateway:
             task.cancel()
         if self._server is not None:
             self._server.close()
+        if self._renewals:
+            # A renewal already signed in its thread; let it send the certificate.
+            await asyncio.wait(self._renewals, timeout=5)
         for session in list(self.sessions.values()):
             session.writer.close()
         await self._flush_heartbeats()
@@ -169,7 +221,7 @@ class TunnelGateway:
         if previous is not None:
             # The EC reconnected before the old connection timed out: keep the new one.
             previous.writer.close()
-        session = Session(peer, writer)
+        session = Session(peer, writer, address[0] if isinstance(address, tuple) else None)
         self.sessions[key] = session
         try:
             config_version = int(hello.get("config_version") or 0)
@@ -180,7 +232,7 @@ class TunnelGateway:
         try:
             await self._send(writer, {"type": "hello", "heartbeat_interval": self.heartbeat_interval,
                                       "tenant": peer.schema_name, "product_id": peer.product_id})
-            await self._serve(reader, writer, peer)
+            await self._serve(reader, session)
         except (ConnectionError, OSError, TimeoutError, asyncio.IncompleteReadError) as error:
             logger.info("Tunnel of %s ended: %s", peer.product_id, error.__class__.__name__)
         finally:
@@ -190,8 +242,11 @@ class TunnelGateway:
                 await _in_thread(records.mark_offline)(peer)
             writer.close()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     peer: records.TunnelPeer) -> None:
+    async def _serve(self, reader: asyncio.StreamReader, session: Session) -> None:
+        # The peer's schema, Product ID and EC row never change, but its
+        # certificate serial does after a renewal; read that from the session.
+        peer = session.peer
+        writer = session.writer
         # Three missed heartbeats end the tunnel.
         idle_timeout = self.heartbeat_interval * 3
         while True:
@@ -209,9 +264,93 @@ class TunnelGateway:
                 await self._send(writer, {"type": "heartbeat", "seq": message.get("seq")})
             elif kind == "ack":
                 logger.info("EC %s acknowledged config version %s", peer.product_id, message.get("version"))
+            elif kind == "renew":
+                await self._start_renewal(session, message)
             else:
                 await self._send(writer, {"type": "error", "code": "unknown_type",
                                           "detail": f"Message type {kind!r} is not supported."})
+
+    # Certificate renewal.
+
+    async def _start_renewal(self, session: Session, message: dict) -> None:
+        """Check a ``renew`` message and start the renewal as a task, so heartbeats keep flowing meanwhile."""
+        peer = session.peer
+        csr_pem = message.get("csr")
+        if not isinstance(csr_pem, str) or not csr_pem.strip():
+            await self._send(session.writer, {"type": "error", "code": crypto.CSR_MALFORMED,
+                                              "detail": "The renew message needs a 'csr' field with a PEM "
+                                                        "PKCS#10 request."})
+            return
+        if session.renewing:
+            await self._send(session.writer, {"type": "error", "code": "renew_in_progress",
+                                              "detail": "A renewal of this tunnel is in progress; wait for "
+                                                        "its reply."})
+            return
+        key = (peer.schema_name, peer.product_id)
+        now = time.monotonic()
+        started = self._renewal_started.get(key)
+        if started is not None and now - started < self.renew_min_interval:
+            retry_after = math.ceil(self.renew_min_interval - (now - started))
+            logger.info("Renewal request of %s in %s rate-limited for %d s", peer.product_id, peer.schema_name,
+                        retry_after)
+            await self._send(session.writer, {"type": "error", "code": "renew_rate_limited",
+                                              "detail": f"Only one renewal per {self.renew_min_interval:g} s is "
+                                                        f"allowed; retry in {retry_after} s.",
+                                              "retry_after": retry_after})
+            return
+
+        self._renewal_started[key] = now
+        session.renewal = asyncio.create_task(self._renew(session, csr_pem), name=f"renew {peer.product_id}")
+        self._renewals.add(session.renewal)
+        session.renewal.add_done_callback(self._renewals.discard)
+
+    async def _renew(self, session: Session, csr_pem: str) -> None:
+        peer = session.peer
+        try:
+            renewed = await _in_thread(records.renew_peer_certificate)(peer, csr_pem,
+                                                                       source_address=session.address)
+        except RenewalRefused as error:
+            logger.warning("Renewal of certificate %s of %s in %s rejected: %s %s", peer.serial_hex,
+                           peer.product_id, peer.schema_name, error.code, error.detail)
+            reply = {"type": "error", "code": error.code, "detail": error.detail}
+        except Exception:
+            logger.exception("Renewal of certificate %s of %s in %s failed", peer.serial_hex, peer.product_id,
+                             peer.schema_name)
+            reply = {"type": "error", "code": "server_error",
+                     "detail": "The gateway could not renew the certificate; retry later."}
+        else:
+            # The old certificate is now revoked as superseded. The revocation
+            # sweep checks the session's serial, so this keeps the tunnel open
+            # until the EC reconnects with the new certificate.
+            session.peer = dataclasses.replace(peer, serial_hex=renewed.serial_hex)
+            logger.info("Renewed certificate %s of %s in %s as %s", peer.serial_hex, peer.product_id,
+                        peer.schema_name, renewed.serial_hex)
+            reply = {"type": "renewed", "certificate": renewed.certificate_pem,
+                     "certificate_serial": renewed.serial_hex, "ca_chain": renewed.ca_chain_pem,
+                     "not_after": renewed.not_after.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        try:
+            await self._send(session.writer, reply)
+        except (ConnectionError, OSError) as error:
+            # After a successful renewal the EC is left with a revoked certificate and must onboard again.
+            logger.warning("Reply of type %s to the renewal of %s in %s was not delivered: %s", reply["type"],
+                           peer.product_id, peer.schema_name, error.__class__.__name__)
+
+    # Messages from the Director.
+
+    async def deliver_push(self, schema_name: str, product_id: str, message: dict) -> bool:
+        """Write ``message`` to the live session of that EC, if it is on this gateway; return whether it was."""
+        session = self.sessions.get((schema_name, product_id))
+        if session is None:
+            logger.debug("No tunnel of %s in %s here for a %s message", product_id, schema_name, message["type"])
+            return False
+        try:
+            await self._send(session.writer, message)
+        except (ConnectionError, OSError) as error:
+            logger.info("Could not send a %s message to %s in %s: %s", message["type"], product_id, schema_name,
+                        error.__class__.__name__)
+            return False
+        logger.info("Sent a %s message to %s in %s", message["type"], product_id, schema_name)
+        return True
 
     # Background work.
 
@@ -233,6 +372,12 @@ class TunnelGateway:
         while True:
             await asyncio.sleep(REVOCATION_CHECK_INTERVAL)
             await self.drop_revoked()
+            self._forget_old_renewals()
+
+    def _forget_old_renewals(self) -> None:
+        cutoff = time.monotonic() - self.renew_min_interval
+        for key in [key for key, started in self._renewal_started.items() if started < cutoff]:
+            del self._renewal_started[key]
 
     async def drop_revoked(self) -> int:
         """Close the tunnels whose certificate was revoked since they connected; return how many."""
@@ -249,6 +394,11 @@ class TunnelGateway:
                 logger.exception("Revocation check of %s failed", schema_name)
                 continue
             for session in sessions:
+                if session.renewing:
+                    # The renewal may have revoked the old certificate while
+                    # the session still names it; check it on the next sweep.
+                    continue
+                # The serial is read again because a renewal may have replaced it since the query.
                 if session.peer.serial_hex in revoked:
                     logger.warning("Dropping tunnel of %s: certificate %s revoked", session.peer.product_id,
                                    session.peer.serial_hex)

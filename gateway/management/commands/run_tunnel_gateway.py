@@ -28,7 +28,8 @@ class Command(BaseCommand):
         asyncio.run(self._run(context, bind, port, heartbeat_interval))
 
     async def _run(self, context, bind, port, heartbeat_interval):
-        gateway = TunnelGateway(server_context=context, heartbeat_interval=heartbeat_interval)
+        gateway = TunnelGateway(server_context=context, heartbeat_interval=heartbeat_interval,
+                                redis_url=settings.REDIS_URL)
         await gateway.start(bind, port)
         self.stdout.write(f"Tunnel gateway listening on {bind}:{port}")
         self.stdout.flush()
