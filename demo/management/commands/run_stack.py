@@ -3,7 +3,7 @@
 Steps:
 
 1. migrate, seed the demo accounts and import a factory CSV;
-2. start the web server, a Celery worker, the tunnel gateway and the EST
+2. start the web server, a Celery worker and beat, the tunnel gateway and the EST
    HTTPS server;
 3. boot the simulated fleet before its products are mapped, so the ECs get
    "409, retry later", then map the products;
@@ -159,6 +159,8 @@ class Command(BaseCommand):
                                   "--port", str(WEB_PORT), "--lifespan", "off", "--log-level", "warning"])
         self._start("worker", [python, "-m", "celery", "-A", "config", "worker", "-c", "2", "-l", "info",
                                "-Q", settings.CELERY_TASK_DEFAULT_QUEUE, "--without-mingle", "--without-gossip"])
+        # Beat sends the scheduled CRL refresh and certificate renewal reminders.
+        self._start("beat", [python, "-m", "celery", "-A", "config", "beat", "-l", "info"])
         gateway = self._start("gateway", [python, "manage.py", "run_tunnel_gateway", "--reset-online"])
         https = self._start("https", [python, "manage.py", "run_https"])
         _wait_for_port(WEB_PORT, web, "web server", self.logs / "web.log")
@@ -166,7 +168,7 @@ class Command(BaseCommand):
         _wait_for_port(settings.ZTSP_HTTPS_PORT, https, "EST HTTPS server", self.logs / "https.log")
         self._say(f"Web server on http://127.0.0.1:{WEB_PORT}, tunnel gateway on 127.0.0.1:"
                   f"{settings.ZTSP_TUNNEL_PORT}, EST HTTPS server on 127.0.0.1:{settings.ZTSP_HTTPS_PORT}, "
-                  f"Celery worker started. Logs in {self.logs}.")
+                  f"Celery worker and beat started. Logs in {self.logs}.")
 
         fleet_dir = seed.demo_dir() / "ecs"
         shutil.rmtree(fleet_dir, ignore_errors=True)
