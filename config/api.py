@@ -101,7 +101,8 @@ def unknown_host_view(request):
 
 
 def not_found_view(request, exception=None):
-    if not request.path.startswith("/api/"):
+    # Machine clients (the APIs, EST) get JSON; people on the portal pages get the HTML page.
+    if not request.path.startswith(("/api/", "/.well-known/")):
         from django.views.defaults import page_not_found
 
         return page_not_found(request, exception)

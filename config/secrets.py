@@ -85,3 +85,21 @@ def _fill_from_dev_file(dev_file: Path, missing: list[str], found: dict[str, str
             handle.write("# Development secrets, generated once. Never use in production.\n")
             handle.writelines(f"{name}={value}\n" for name, value in stored.items())
     return found
+
+
+def parse_data_keys(value: str) -> list[str]:
+    """Split ``ZTSP_DATA_KEYS`` into its Fernet keys, raising ImproperlyConfigured for a malformed one."""
+    keys = [key.strip() for key in value.split(",") if key.strip()]
+    if not keys:
+        raise ImproperlyConfigured("ZTSP_DATA_KEYS holds no key; set it to one or more comma-separated Fernet keys.")
+    for position, key in enumerate(keys, start=1):
+        try:
+            decoded = base64.urlsafe_b64decode(key.encode())
+        except ValueError:
+            decoded = b""
+        if len(decoded) != 32:
+            raise ImproperlyConfigured(
+                f"Key {position} of ZTSP_DATA_KEYS is not a Fernet key (32 bytes, URL-safe base64); "
+                "make one with `manage.py rotate_data_keys --generate-key`."
+            )
+    return keys

@@ -13,7 +13,7 @@ from urllib.parse import unquote
 import environ
 
 from config import embedded
-from config.secrets import load_secrets
+from config.secrets import load_secrets, parse_data_keys
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -36,7 +36,7 @@ if env.bool("ZTSP_EMBEDDED", default=not PRODUCTION):
 
 _secrets = load_secrets(production=PRODUCTION, data_dir=embedded.data_dir())
 SECRET_KEY = _secrets["DJANGO_SECRET_KEY"]
-ZTSP_DATA_KEYS = [key.strip() for key in _secrets["ZTSP_DATA_KEYS"].split(",") if key.strip()]
+ZTSP_DATA_KEYS = parse_data_keys(_secrets["ZTSP_DATA_KEYS"])
 ZTSP_HASH_KEY = _secrets["ZTSP_HASH_KEY"]
 
 # Tenant domains are checked by the tenant middleware against the Domain table,

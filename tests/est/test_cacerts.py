@@ -75,3 +75,10 @@ def test_cacerts_unknown_host_returns_404(world):
 
     assert response.status_code == 404
     assert response.json()["code"] == "unknown_host"
+
+
+def test_unknown_est_operation_returns_json_404(world):
+    response = client_for(world.a.domain).get("/.well-known/est/csrattrs")
+
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"

@@ -237,10 +237,31 @@ def test_rotate_command_reports_new_ca(world):
 
 
 def test_rotate_command_rejects_unknown_tenant(world):
-    with pytest.raises(CommandError, match="No hosted tenant with schema 'nosuch'"):
+    with pytest.raises(CommandError, match=r"No hosted tenant with schema 'nosuch'; hosted tenants: .*acme"):
         call_command("rotate_issuing_ca", "nosuch")
 
 
-def test_rotate_command_rejects_negative_overlap(world):
-    with pytest.raises(CommandError, match="pass zero or more days"):
-        call_command("rotate_issuing_ca", "acme", "--overlap-days", "-1")
+@pytest.mark.parametrize("days", ["-1", "nan", "inf", "100000"])
+def test_rotate_command_rejects_overlap_out_of_range(world, days):
+    from pki.models import IssuingCA
+
+    with schema_context("acme"):
+        before = IssuingCA.objects.count()
+
+    with pytest.raises(CommandError, match="pass a number of days from 0 to"):
+        call_command("rotate_issuing_ca", "acme", "--overlap-days", days)
+
+    with schema_context("acme"):
+        assert IssuingCA.objects.count() == before
+
+
+def test_rotate_command_names_retired_ca(world):
+    from pki.models import IssuingCA
+
+    with schema_context("acme"):
+        old_key_id = IssuingCA.objects.get(is_active=True).key_id
+    out = StringIO()
+
+    call_command("rotate_issuing_ca", "acme", "--overlap-days", "2", stdout=out)
+
+    assert f"Issuing CA {old_key_id} is retired and trusted until" in out.getvalue()

@@ -90,3 +90,29 @@ def test_software_signer_repr_hides_key():
 def test_unknown_backend_names_configured_ones():
     with pytest.raises(LookupError, match=r"'pkcs11' is not configured.*software"):
         signers.backend("pkcs11")
+
+
+def test_malformed_data_key_names_its_position():
+    from django.core.exceptions import ImproperlyConfigured
+
+    from config.secrets import parse_data_keys
+
+    with pytest.raises(ImproperlyConfigured, match="Key 2 of ZTSP_DATA_KEYS is not a Fernet key"):
+        parse_data_keys(f"{Fernet.generate_key().decode()},notakey")
+
+
+def test_empty_data_keys_are_rejected():
+    from django.core.exceptions import ImproperlyConfigured
+
+    from config.secrets import parse_data_keys
+
+    with pytest.raises(ImproperlyConfigured, match="holds no key"):
+        parse_data_keys(" , ")
+
+
+def test_data_keys_are_split_and_trimmed():
+    from config.secrets import parse_data_keys
+
+    first, second = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+
+    assert parse_data_keys(f" {first} ,{second},") == [first, second]

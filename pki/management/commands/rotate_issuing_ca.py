@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django_tenants.utils import schema_context
 
 from common.commands import cli_actor
+from pki.models import IssuingCA
 from pki.services import rotate_issuing_ca
 from tenants.models import Tenant
 
@@ -24,10 +25,20 @@ class Command(BaseCommand):
     def handle(self, *args, schema_name, overlap_days, **options):
         tenant = Tenant.objects.exclude(schema_name="public").filter(schema_name=schema_name).first()
         if tenant is None:
-            raise CommandError(f"No hosted tenant with schema {schema_name!r}.")
-        if overlap_days is not None and overlap_days < 0:
-            raise CommandError(f"--overlap-days is {overlap_days}; pass zero or more days.")
+            known = ", ".join(Tenant.objects.exclude(schema_name="public").order_by("schema_name")
+                              .values_list("schema_name", flat=True)[:20])
+            raise CommandError(f"No hosted tenant with schema {schema_name!r}; hosted tenants: {known or 'none'}.")
+        limit = settings.ZTSP_ISSUING_CA_DAYS
+        if overlap_days is not None and not 0 <= overlap_days <= limit:  # also rejects NaN
+            raise CommandError(f"--overlap-days is {overlap_days}; pass a number of days from 0 to {limit} "
+                               "(ZTSP_ISSUING_CA_DAYS).")
         overlap = timedelta(days=overlap_days) if overlap_days is not None else None
         with schema_context(schema_name):
+            retired = IssuingCA.objects.filter(is_active=True).first()
             new_ca = rotate_issuing_ca(tenant, actor=cli_actor(), overlap=overlap)
+            if retired is not None:
+                retired.refresh_from_db()
         self.stdout.write(f"Tenant {schema_name}: issuing CA {new_ca.key_id} is now active.")
+        if retired is not None:
+            self.stdout.write(f"Issuing CA {retired.key_id} is retired and trusted until "
+                              f"{retired.trusted_until:%Y-%m-%d %H:%M:%S} UTC.")
