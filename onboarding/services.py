@@ -209,7 +209,7 @@ def approve_onboard_request(onboard_request: OnboardRequest, *, actor: Actor, ta
 
     Other pending requests of the same EC are marked superseded.
     """
-    from onboarding.tasks import issue_certificate_task
+    from onboarding.tasks import queue_issuance
 
     tag_names = _clean_tags(tags)
     with transaction.atomic():
@@ -248,11 +248,9 @@ def approve_onboard_request(onboard_request: OnboardRequest, *, actor: Actor, ta
         publish_request_changed(locked.pk)
         for pk in superseded:
             publish_request_changed(pk)
-        schema_name = connection.schema_name
-        # The task takes the id only and re-reads the row in the tenant's schema.
-        transaction.on_commit(
-            lambda: issue_certificate_task.apply_async(args=[str(locked.pk)], headers={"_schema_name": schema_name})
-        )
+    # Queued after this function's own savepoint, so that the requests approved
+    # in one transaction of the caller share their issuance tasks.
+    queue_issuance(locked.pk)
     logger.info("Onboard request %s for %s approved by %s", locked.pk, locked.product_id, actor.name)
     return locked
 
@@ -285,7 +283,9 @@ def complete_issuance(request_id) -> OnboardRequest | None:
     from pki.services import issue_certificate
     from tenants.models import Tenant
 
-    tenant = Tenant.objects.get(schema_name=connection.schema_name)
+    # A Celery task runs with its Tenant set on the connection, but schema_context sets a stand-in without domains.
+    tenant = connection.tenant if isinstance(connection.tenant, Tenant) else Tenant.objects.get(
+        schema_name=connection.schema_name)
     with transaction.atomic():
         onboard_request = (
             OnboardRequest.objects.select_for_update().select_related("edge_controller").filter(pk=request_id).first()

@@ -192,6 +192,11 @@ def trust_bundle_pem() -> str:
 # --- EC certificates -----------------------------------------------------------------------
 
 
+# Parsed issuing CA certificates by their PEM text, so that each certificate
+# issued does not parse its CA's certificate again.
+_ca_certificates: dict[str, x509.Certificate] = {}
+
+
 def _issue(csr: x509.CertificateSigningRequest, *, product_id: str, edge_controller_id: int, tenant,
            source: str, onboard_request=None, renewal_of: IssuedCertificate | None = None,
            actor: Actor) -> IssuedCertificate:
@@ -200,8 +205,12 @@ def _issue(csr: x509.CertificateSigningRequest, *, product_id: str, edge_control
     Runs inside the caller's transaction.
     """
     issuing_ca = active_issuing_ca()
+    ca_certificate = _ca_certificates.get(issuing_ca.certificate_pem)
+    if ca_certificate is None:
+        ca_certificate = _ca_certificates[issuing_ca.certificate_pem] = crypto.load_certificate(
+            issuing_ca.certificate_pem)
     certificate = crypto.issue_ec_certificate(
-        signer_for(issuing_ca), crypto.load_certificate(issuing_ca.certificate_pem), csr, product_id,
+        signer_for(issuing_ca), ca_certificate, csr, product_id,
         valid_days=settings.ZTSP_EC_CERT_DAYS, crl_url=crl_url_for(tenant, issuing_ca),
     )
     now = timezone.now()
