@@ -102,7 +102,9 @@ def submit_onboard_request(raw_product_id: str, csr_pem: str, facts, *, source_a
     try:
         with transaction.atomic():
             controller, _ = EdgeController.objects.select_for_update().get_or_create(product_id=product_id)
-            conflict = controller.state == EdgeController.State.ONBOARDED or OnboardRequest.objects.filter(
+            # A decommissioned EC that asks again is flagged too: the admin took it out of service on purpose.
+            returning = controller.state in (EdgeController.State.ONBOARDED, EdgeController.State.DECOMMISSIONED)
+            conflict = returning or OnboardRequest.objects.filter(
                 edge_controller=controller,
                 status__in=[OnboardRequest.Status.PENDING, OnboardRequest.Status.APPROVED],
             ).exists()

@@ -293,4 +293,4 @@ def test_decommissioned_ec_can_request_again(world):
     with schema_context("acme"):
         request = OnboardRequest.objects.get(pk=again.request_id)
         assert request.status == "pending"
-        assert request.conflict is False
+        assert request.conflict is True

@@ -92,3 +92,19 @@ def test_reenrollment_after_expiry_issues_a_fresh_certificate(world):
 
     [active] = active_certificates("acme", first.product_id)
     assert active.not_after > timezone.now() + timedelta(days=1)
+
+
+def test_request_from_decommissioned_ec_is_flagged(world):
+    from audit.services import Actor
+    from onboarding.models import EdgeController
+    from onboarding.services_portal import decommission_edge_controller
+
+    first = onboard(world.a)
+    approve_and_issue("acme", first.request_id)
+    with schema_context("acme"):
+        decommission_edge_controller(EdgeController.objects.get(product_id=first.product_id),
+                                     actor=Actor.system("reenrollment-tests"))
+
+    again = onboard(world.a, first.product_id, key=first.key)
+
+    assert _request("acme", again.request_id).conflict
