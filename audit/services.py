@@ -92,3 +92,25 @@ def record_events(
     ]
     AuditEvent.objects.bulk_create(rows, batch_size=5000)
     return len(rows)
+
+
+def record_events_each(action: str, *, actor: Actor, object_type: str,
+                       items: Iterable[tuple[str, dict]]) -> int:
+    """Record one event per (object id, details) pair in a single INSERT; return how many."""
+    schema = _current_tenant_schema()
+    rows = [
+        AuditEvent(
+            action=action,
+            actor_type=actor.actor_type,
+            actor=actor.name,
+            source_address=actor.source_address or None,
+            object_type=object_type,
+            object_id=str(object_id),
+            tenant_schema=schema,
+            msp_id=actor.msp_id,
+            details=details,
+        )
+        for object_id, details in items
+    ]
+    AuditEvent.objects.bulk_create(rows, batch_size=5000)
+    return len(rows)

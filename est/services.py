@@ -120,7 +120,8 @@ def enroll(product_id: str, csr_pem: str, *, source_address: str | None) -> Enro
     bad Product ID or CSR, and :class:`EnrollmentRejected` when the request
     was rejected or superseded or its certificate was revoked.
     """
-    result = submit_onboard_request(product_id, csr_pem, facts={}, source_address=source_address)
+    result = submit_onboard_request(product_id, csr_pem, facts={}, source_address=source_address,
+                                    channel=OnboardRequest.Channel.EST)
     onboard_request = result.request
     status = onboard_request.status
     if status == OnboardRequest.Status.REJECTED:

@@ -53,6 +53,26 @@ def publish_request_changed(request_id, *, schema_name: str | None = None) -> No
     transaction.on_commit(send)
 
 
+def publish_requests_changed(request_ids, *, schema_name: str | None = None) -> None:
+    """Publish a state change of each of ``request_ids`` once the current transaction commits, in one round trip."""
+    schema = schema_name or connection.schema_name
+    channels = [channel_for(schema, request_id) for request_id in request_ids]
+
+    def send() -> None:
+        try:
+            pipeline = _client().pipeline(transaction=False)
+            for channel in channels:
+                pipeline.publish(channel, "changed")
+            pipeline.execute()
+        except redis.RedisError as error:
+            # The waiters still read the change when their waits time out.
+            logger.warning("Could not publish changes of %d onboard requests in %s: %s", len(channels), schema,
+                           error)
+
+    if channels:
+        transaction.on_commit(send)
+
+
 class OnboardEventHub:
     """One pattern subscription per process, fanning messages out to waiting coroutines."""
 

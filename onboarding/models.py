@@ -66,6 +66,10 @@ class OnboardRequest(models.Model):
         REJECTED = "rejected", "Rejected"
         SUPERSEDED = "superseded", "Superseded by a later request"
 
+    class Channel(models.TextChoices):
+        ONBOARD_API = "onboard_api", "Onboard API"
+        EST = "est", "EST simpleenroll"
+
     # The request_id of the API.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     edge_controller = models.ForeignKey(EdgeController, on_delete=models.CASCADE, related_name="onboard_requests")
@@ -82,6 +86,8 @@ class OnboardRequest(models.Model):
     # key (a factory reset, or an impostor). A conflict without it is the same
     # key enrolling again, as after a certificate expired while offline.
     key_change = models.BooleanField(default=False)
+    # How the EC sent the request; the certificate's source follows it.
+    channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.ONBOARD_API)
     created_at = models.DateTimeField(auto_now_add=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     decided_by = models.CharField(max_length=150, blank=True)

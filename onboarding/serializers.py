@@ -42,7 +42,7 @@ class OnboardRequestSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = OnboardRequest
-        fields = ["request_id", "product_id", "status", "conflict", "key_change", "facts", "source_address",
+        fields = ["request_id", "product_id", "status", "channel", "conflict", "key_change", "facts", "source_address",
                   "created_at", "decided_at", "decided_by", "decision_note"]
 
 

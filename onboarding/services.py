@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ from django.utils import timezone
 
 from audit.services import Actor, record_event
 from common import tokens
-from onboarding.events import publish_request_changed
+from onboarding.events import publish_request_changed, publish_requests_changed
 from onboarding.models import EdgeController, OnboardRequest, Tag
 from pki import crypto
 from provisioning.product_ids import InvalidProductId, parse_product_id
@@ -75,8 +76,8 @@ def _clean_facts(facts) -> dict:
     return facts
 
 
-def submit_onboard_request(raw_product_id: str, csr_pem: str, facts, *, source_address: str | None
-                           ) -> SubmitResult:
+def submit_onboard_request(raw_product_id: str, csr_pem: str, facts, *, source_address: str | None,
+                           channel: str = OnboardRequest.Channel.ONBOARD_API) -> SubmitResult:
     """Record an onboard request from an EC, or return the existing one for the same CSR.
 
     A new CSR for an EC that is already pending or onboarded is recorded with
@@ -123,6 +124,7 @@ def submit_onboard_request(raw_product_id: str, csr_pem: str, facts, *, source_a
                 source_address=source_address,
                 conflict=conflict,
                 key_change=key_change,
+                channel=channel,
             )
             record_event(
                 "onboard_request.create", actor=Actor.for_device(product_id, source_address),
@@ -306,3 +308,36 @@ def complete_issuance(request_id) -> OnboardRequest | None:
         controller.save(update_fields=["state", "last_seen_at"])
         publish_request_changed(onboard_request.pk)
     return onboard_request
+
+
+def complete_issuances(request_ids) -> dict[str, int]:
+    """Issue the certificates of many approved requests in one transaction; return counts by resulting status.
+
+    Requests that are gone count as ``not_found``; requests that are not
+    approved (issued already, rejected, superseded) are left as they are and
+    counted by their status. Raises when any issuance fails, with nothing
+    written; the caller then issues the requests one by one.
+    """
+    from pki.services import issue_certificates
+    from tenants.models import Tenant
+
+    tenant = connection.tenant if isinstance(connection.tenant, Tenant) else Tenant.objects.get(
+        schema_name=connection.schema_name)
+    wanted = {str(request_id) for request_id in request_ids}
+    with transaction.atomic():
+        # Locked in primary key order, so two batches that share requests cannot deadlock.
+        rows = list(OnboardRequest.objects.select_for_update().filter(pk__in=wanted).order_by("pk"))
+        approved = [row for row in rows if row.status == OnboardRequest.Status.APPROVED]
+        if approved:
+            issue_certificates(approved, tenant=tenant)
+            approved_ids = [row.pk for row in approved]
+            OnboardRequest.objects.filter(pk__in=approved_ids).update(status=OnboardRequest.Status.ISSUED)
+            EdgeController.objects.filter(pk__in={row.edge_controller_id for row in approved}).update(
+                state=EdgeController.State.ONBOARDED, last_seen_at=timezone.now())
+            publish_requests_changed(approved_ids)
+            for row in approved:
+                row.status = OnboardRequest.Status.ISSUED
+    statuses = Counter(row.status for row in rows)
+    if len(rows) < len(wanted):
+        statuses["not_found"] = len(wanted) - len(rows)
+    return dict(statuses)

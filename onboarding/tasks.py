@@ -9,7 +9,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import connection, transaction
 
-from onboarding.services import complete_issuance
+from onboarding.services import complete_issuance, complete_issuances
 
 logger = logging.getLogger(__name__)
 
@@ -50,16 +50,25 @@ def issue_certificate_task(self, request_id: str) -> str | None:
     max_retries=10,
 )
 def issue_certificates_task(self, request_ids: list[str]) -> dict[str, int]:
-    """Sign the CSRs of approved onboard requests, each in its own transaction, and wake their long-polls.
+    """Sign the CSRs of approved onboard requests and wake their long-polls.
 
-    Returns the number of requests by resulting status. A request whose
-    issuance raises is logged and left approved, as a failed
-    issue_certificate_task leaves it, and the other requests are still
-    issued. An OSError retries the whole batch, which skips the requests
-    issued already.
+    The batch is issued in one transaction. When that fails, each request is
+    issued in its own transaction: a request whose issuance raises is logged
+    and left approved, as a failed issue_certificate_task leaves it, and the
+    other requests are still issued. Returns the number of requests by
+    resulting status. An OSError retries the whole batch, which skips the
+    requests issued already.
     """
     logger.info("Issuing certificates for %d onboard requests in %s (attempt %d)", len(request_ids),
                 connection.schema_name, self.request.retries + 1)
+    try:
+        return complete_issuances(request_ids)
+    except (OSError, SoftTimeLimitExceeded):
+        raise
+    except Exception:
+        # One bad request must not hold back the others: fall back to one transaction per request.
+        logger.exception("Issuing %d onboard requests of %s together failed; issuing them one by one",
+                         len(request_ids), connection.schema_name)
     statuses: Counter[str] = Counter()
     for request_id in request_ids:
         try:

@@ -18,7 +18,7 @@ from django.db import connection, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from audit.services import Actor, record_event
+from audit.services import Actor, record_event, record_events_each
 from pki import crypto, signers
 from pki.models import IssuedCertificate, IssuingCA
 from tenants.models import DeploymentRootCA
@@ -197,6 +197,14 @@ def trust_bundle_pem() -> str:
 _ca_certificates: dict[str, x509.Certificate] = {}
 
 
+def _ca_certificate(issuing_ca: IssuingCA) -> x509.Certificate:
+    ca_certificate = _ca_certificates.get(issuing_ca.certificate_pem)
+    if ca_certificate is None:
+        ca_certificate = _ca_certificates[issuing_ca.certificate_pem] = crypto.load_certificate(
+            issuing_ca.certificate_pem)
+    return ca_certificate
+
+
 def _issue(csr: x509.CertificateSigningRequest, *, product_id: str, edge_controller_id: int, tenant,
            source: str, onboard_request=None, renewal_of: IssuedCertificate | None = None,
            actor: Actor) -> IssuedCertificate:
@@ -205,12 +213,8 @@ def _issue(csr: x509.CertificateSigningRequest, *, product_id: str, edge_control
     Runs inside the caller's transaction.
     """
     issuing_ca = active_issuing_ca()
-    ca_certificate = _ca_certificates.get(issuing_ca.certificate_pem)
-    if ca_certificate is None:
-        ca_certificate = _ca_certificates[issuing_ca.certificate_pem] = crypto.load_certificate(
-            issuing_ca.certificate_pem)
     certificate = crypto.issue_ec_certificate(
-        signer_for(issuing_ca), ca_certificate, csr, product_id,
+        signer_for(issuing_ca), _ca_certificate(issuing_ca), csr, product_id,
         valid_days=settings.ZTSP_EC_CERT_DAYS, crl_url=crl_url_for(tenant, issuing_ca),
     )
     now = timezone.now()
@@ -256,8 +260,82 @@ def issue_certificate(onboard_request, *, tenant) -> IssuedCertificate:
     """
     csr = crypto.parse_csr_pem(onboard_request.csr_pem)
     return _issue(csr, product_id=onboard_request.product_id, edge_controller_id=onboard_request.edge_controller_id,
-                  tenant=tenant, source=IssuedCertificate.Source.ONBOARD, onboard_request=onboard_request,
+                  tenant=tenant, source=_source_of(onboard_request), onboard_request=onboard_request,
                   actor=Actor.system("celery"))
+
+
+def _source_of(onboard_request) -> str:
+    if onboard_request.channel == onboard_request.Channel.EST:
+        return IssuedCertificate.Source.EST_ENROLL
+    return IssuedCertificate.Source.ONBOARD
+
+
+def issue_certificates(onboard_requests: list, *, tenant) -> list[IssuedCertificate]:
+    """Sign the CSRs of many approved onboard requests and store the certificates with one statement per step.
+
+    The same rules as :func:`issue_certificate`, for a batch: the caller holds
+    the requests' row locks in its transaction, and each EC's other active
+    certificates are revoked as superseded. Raises ValueError, with nothing
+    written, when two requests are for the same EC; issue those one by one.
+    """
+    product_ids = [onboard_request.product_id for onboard_request in onboard_requests]
+    if len(set(product_ids)) != len(product_ids):
+        raise ValueError("The batch holds two onboard requests for one EC; issue them one at a time.")
+    if not onboard_requests:
+        return []
+    issuing_ca = active_issuing_ca()
+    signer = signer_for(issuing_ca)
+    ca_certificate = _ca_certificate(issuing_ca)
+    crl_url = crl_url_for(tenant, issuing_ca)
+    signed = [
+        crypto.issue_ec_certificate(signer, ca_certificate, crypto.parse_csr_pem(onboard_request.csr_pem),
+                                    onboard_request.product_id, valid_days=settings.ZTSP_EC_CERT_DAYS,
+                                    crl_url=crl_url)
+        for onboard_request in onboard_requests
+    ]
+
+    superseded: dict[str, list[str]] = {}
+    for product_id, serial in (
+        IssuedCertificate.objects.select_for_update()
+        .filter(product_id__in=product_ids, revoked_at__isnull=True)
+        .values_list("product_id", "serial_hex")
+    ):
+        superseded.setdefault(product_id, []).append(serial)
+    if superseded:
+        IssuedCertificate.objects.filter(
+            serial_hex__in=[serial for serials in superseded.values() for serial in serials]
+        ).update(revoked_at=timezone.now(), revocation_reason=IssuedCertificate.RevocationReason.SUPERSEDED)
+
+    issued = IssuedCertificate.objects.bulk_create([
+        IssuedCertificate(
+            serial_hex=crypto.serial_hex(certificate),
+            product_id=onboard_request.product_id,
+            edge_controller_id=onboard_request.edge_controller_id,
+            onboard_request=onboard_request,
+            source=_source_of(onboard_request),
+            issuing_ca=issuing_ca,
+            certificate_pem=crypto.cert_to_pem(certificate),
+            not_before=certificate.not_valid_before_utc,
+            not_after=certificate.not_valid_after_utc,
+        )
+        for onboard_request, certificate in zip(onboard_requests, signed, strict=True)
+    ])
+    record_events_each(
+        "certificate.issue", actor=Actor.system("celery"), object_type="certificate",
+        items=[(certificate.serial_hex, {"product_id": certificate.product_id, "source": certificate.source,
+                                         "superseded": superseded.get(certificate.product_id, []),
+                                         "issuing_ca": issuing_ca.key_id,
+                                         "request_id": str(certificate.onboard_request_id)})
+               for certificate in issued],
+    )
+    if superseded:
+        _refresh_crls_on_commit()
+    for certificate in issued:
+        logger.debug("Issued certificate %s for %s (request %s)", certificate.serial_hex, certificate.product_id,
+                     certificate.onboard_request_id)
+    logger.info("Issued %d certificates in %s (%d superseded an older one)", len(issued), connection.schema_name,
+                len(superseded))
+    return issued
 
 
 def renew_certificate(current_serial_hex: str, csr_pem: str | bytes, *, tenant, source: str,

@@ -56,6 +56,28 @@ def test_simpleenroll_records_pending_onboard_request(world):
     assert x509.load_pem_x509_csr(row.csr_pem.encode()) == x509.load_pem_x509_csr(csr_pem.encode())
 
 
+def test_simpleenroll_request_is_marked_as_est(world):
+    product_id = new_product_id()
+    body, _csr, _key = csr_body(product_id)
+
+    response = _enroll(world.a, product_id, body)
+
+    assert _onboard_request("acme", response.json()["request_id"]).channel == "est"
+
+
+def test_simpleenroll_certificate_source_is_est_enroll(world):
+    from pki.models import IssuedCertificate
+
+    product_id = new_product_id()
+    body, _csr, _key = csr_body(product_id)
+    request_id = _enroll(world.a, product_id, body).json()["request_id"]
+
+    approve_and_issue("acme", request_id)
+
+    with schema_context("acme"):
+        assert IssuedCertificate.objects.get(onboard_request_id=request_id).source == "est_enroll"
+
+
 def test_simpleenroll_same_csr_returns_same_request(world):
     product_id = new_product_id()
     body, _csr, _key = csr_body(product_id)

@@ -134,7 +134,8 @@ def test_batch_task_error_spares_other_requests(world):
             raise ValueError("issuing CA expired")
         return real_complete_issuance(request_id)
 
-    with mock.patch.object(tasks, "complete_issuance", side_effect=fail_first), schema_context("acme"):
+    with mock.patch.object(tasks, "complete_issuances", side_effect=ValueError("issuing CA expired")), \
+            mock.patch.object(tasks, "complete_issuance", side_effect=fail_first), schema_context("acme"):
         result = tasks.issue_certificates_task([failing.request_id, passing.request_id])
 
     assert result == {"failed": 1, "issued": 1}
@@ -148,6 +149,105 @@ def test_batch_task_os_error_raises_for_retry(world):
     submitted = onboard(world.a)
     approve("acme", submitted.request_id)
 
-    with mock.patch.object(tasks, "complete_issuance", side_effect=ConnectionResetError("broker gone")), \
+    with mock.patch.object(tasks, "complete_issuances", side_effect=ConnectionResetError("broker gone")), \
             schema_context("acme"), pytest.raises(ConnectionResetError):
         tasks.issue_certificates_task([submitted.request_id])
+
+
+def test_batch_issuance_supersedes_older_certificate(world):
+    from onboarding.services import complete_issuances
+    from pki.models import IssuedCertificate
+
+    first = onboard(world.a)
+    approve_and_issue("acme", first.request_id)
+    old_serial = active_certificates("acme", first.product_id)[0].serial_hex
+    again = onboard(world.a, first.product_id)
+    approve("acme", again.request_id)
+
+    with schema_context("acme"):
+        result = complete_issuances([again.request_id])
+        old = IssuedCertificate.objects.get(serial_hex=old_serial)
+
+    assert result == {"issued": 1}
+    assert old.revocation_reason == "superseded"
+    [active] = active_certificates("acme", first.product_id)
+    assert str(active.onboard_request_id) == again.request_id
+
+
+def test_batch_issuance_counts_missing_requests(world):
+    import uuid
+
+    from onboarding.services import complete_issuances
+
+    submitted = onboard(world.a)
+    approve("acme", submitted.request_id)
+
+    with schema_context("acme"):
+        result = complete_issuances([submitted.request_id, str(uuid.uuid4())])
+
+    assert result == {"issued": 1, "not_found": 1}
+
+
+def test_batch_issuance_records_one_audit_event_per_certificate(world):
+    from audit.models import AuditEvent
+    from onboarding.services import complete_issuances
+
+    submitted = [onboard(world.a) for _ in range(3)]
+    for item in submitted:
+        approve("acme", item.request_id)
+
+    with schema_context("acme"):
+        complete_issuances([item.request_id for item in submitted])
+
+    events = AuditEvent.objects.filter(action="certificate.issue",
+                                       details__request_id__in=[item.request_id for item in submitted])
+    assert events.count() == 3
+    assert {event.details["product_id"] for event in events} == {item.product_id for item in submitted}
+
+
+def test_batch_issuance_marks_controllers_onboarded(world):
+    from onboarding.models import EdgeController
+    from onboarding.services import complete_issuances
+
+    submitted = [onboard(world.a) for _ in range(2)]
+    for item in submitted:
+        approve("acme", item.request_id)
+
+    with schema_context("acme"):
+        complete_issuances([item.request_id for item in submitted])
+        states = set(EdgeController.objects.filter(product_id__in=[item.product_id for item in submitted])
+                     .values_list("state", flat=True))
+
+    assert states == {"onboarded"}
+
+
+def test_bulk_issue_rejects_two_requests_of_one_ec(world):
+    from onboarding.models import OnboardRequest
+    from pki.models import IssuedCertificate
+    from pki.services import issue_certificates
+
+    first = onboard(world.a)
+    second = onboard(world.a, first.product_id)
+
+    with schema_context("acme"):
+        rows = list(OnboardRequest.objects.filter(pk__in=[first.request_id, second.request_id]))
+        with pytest.raises(ValueError, match="two onboard requests for one EC"):
+            issue_certificates(rows, tenant=world.a.tenant)
+        assert not IssuedCertificate.objects.filter(product_id=first.product_id).exists()
+
+
+def test_batch_issuance_publishes_each_request_after_commit(world, django_capture_on_commit_callbacks):
+    from onboarding import events
+    from onboarding.services import complete_issuances
+
+    submitted = [onboard(world.a) for _ in range(2)]
+    for item in submitted:
+        approve("acme", item.request_id)
+    client = mock.Mock()
+
+    with mock.patch.object(events, "_client", return_value=client), schema_context("acme"), \
+            django_capture_on_commit_callbacks(execute=True):
+        complete_issuances([item.request_id for item in submitted])
+
+    published = {call.args[0] for call in client.pipeline.return_value.publish.call_args_list}
+    assert published == {events.channel_for("acme", item.request_id) for item in submitted}
