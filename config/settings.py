@@ -178,6 +178,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
 CELERY_TASK_ALWAYS_EAGER = False
+# Celery's Django fix-up closes every database connection (and, with the prefork
+# pool, the whole psycopg pool) after each task unless this is set; then it
+# closes them after every 2 x this many tasks. Reuse saves a new PostgreSQL
+# connection per task.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=50)
 
 # Celery beat (`celery -A config beat`): periodic tasks, queued in the public
 # schema; each visits every tenant. Intervals in seconds.
