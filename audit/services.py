@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from django.db import connection
 
 from audit.models import AuditEvent
+from common.db import copy_instances
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def record_events(
 
 def record_events_each(action: str, *, actor: Actor, object_type: str,
                        items: Iterable[tuple[str, dict]]) -> int:
-    """Record one event per (object id, details) pair in a single INSERT; return how many."""
+    """Record one event per (object id, details) pair with one COPY; return how many."""
     schema = _current_tenant_schema()
     rows = [
         AuditEvent(
@@ -112,5 +113,4 @@ def record_events_each(action: str, *, actor: Actor, object_type: str,
         )
         for object_id, details in items
     ]
-    AuditEvent.objects.bulk_create(rows, batch_size=5000)
-    return len(rows)
+    return copy_instances(AuditEvent, rows)

@@ -25,3 +25,24 @@ def released_connection(function):
                 connection.close()
 
     return wrapper
+
+
+def copy_instances(model, instances) -> int:
+    """Insert unsaved ``instances`` of ``model`` with PostgreSQL COPY; return how many.
+
+    For hundreds of rows COPY costs far less than the INSERT of bulk_create,
+    which binds every value into the statement text. Like bulk_create it sends
+    no signals; unlike it, the instances get no primary keys. The rows go to
+    the table on the connection's search path, as any query would.
+    """
+    fields = [field for field in model._meta.concrete_fields if field is not model._meta.auto_field]
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    count = 0
+    with connection.cursor() as cursor, cursor.copy(
+        f"COPY {connection.ops.quote_name(model._meta.db_table)} ({columns}) FROM STDIN"
+    ) as copy:
+        for instance in instances:
+            # pre_save fills auto_now_add dates, as an INSERT through the ORM would.
+            copy.write_row([field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields])
+            count += 1
+    return count

@@ -40,37 +40,50 @@ def _client() -> redis.Redis:
 
 def publish_request_changed(request_id, *, schema_name: str | None = None) -> None:
     """Publish a state change of ``request_id`` once the current transaction commits."""
-    schema = schema_name or connection.schema_name
-    channel = channel_for(schema, request_id)
-
-    def send() -> None:
-        try:
-            _client().publish(channel, "changed")
-        except redis.RedisError as error:
-            # The waiter still reads the change when its wait times out.
-            logger.warning("Could not publish change of onboard request %s in %s: %s", request_id, schema, error)
-
-    transaction.on_commit(send)
+    publish_requests_changed([request_id], schema_name=schema_name)
 
 
-def publish_requests_changed(request_ids, *, schema_name: str | None = None) -> None:
-    """Publish a state change of each of ``request_ids`` once the current transaction commits, in one round trip."""
-    schema = schema_name or connection.schema_name
-    channels = [channel_for(schema, request_id) for request_id in request_ids]
+class _PendingPublish:
+    """An on-commit callback that publishes the changes of a transaction in one Redis round trip."""
 
-    def send() -> None:
+    def __init__(self) -> None:
+        self.channels: list[str] = []
+
+    def __call__(self) -> None:
         try:
             pipeline = _client().pipeline(transaction=False)
-            for channel in channels:
+            for channel in self.channels:
                 pipeline.publish(channel, "changed")
             pipeline.execute()
         except redis.RedisError as error:
             # The waiters still read the change when their waits time out.
-            logger.warning("Could not publish changes of %d onboard requests in %s: %s", len(channels), schema,
-                           error)
+            logger.warning("Could not publish the changes of %d onboard requests: %s", len(self.channels), error)
 
-    if channels:
-        transaction.on_commit(send)
+
+def publish_requests_changed(request_ids, *, schema_name: str | None = None) -> None:
+    """Publish a state change of each of ``request_ids`` once the current transaction commits.
+
+    All changes published in one transaction, such as a bulk approval, go
+    out in one Redis pipeline.
+    """
+    schema = schema_name or connection.schema_name
+    channels = [channel_for(schema, request_id) for request_id in request_ids]
+    if not channels:
+        return
+    if connection.in_atomic_block:
+        savepoints = set(connection.savepoint_ids)
+        # NOTE: like onboarding.tasks.queue_issuance, this reads Django 5.2's
+        # connection.run_on_commit, a list of (savepoint ids, callback, robust)
+        # tuples, to join the transaction's pending callback. Only a callback
+        # registered under the same savepoints is joined, so a savepoint
+        # rollback drops these channels with it.
+        for pending_savepoints, callback, *_ in reversed(connection.run_on_commit):
+            if isinstance(callback, _PendingPublish) and pending_savepoints == savepoints:
+                callback.channels.extend(channels)
+                return
+    pending = _PendingPublish()
+    pending.channels.extend(channels)
+    transaction.on_commit(pending)
 
 
 class OnboardEventHub:

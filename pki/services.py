@@ -19,6 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from audit.services import Actor, record_event, record_events_each
+from common.db import copy_instances
 from pki import crypto, signers
 from pki.models import IssuedCertificate, IssuingCA
 from tenants.models import DeploymentRootCA
@@ -275,8 +276,10 @@ def issue_certificates(onboard_requests: list, *, tenant) -> list[IssuedCertific
 
     The same rules as :func:`issue_certificate`, for a batch: the caller holds
     the requests' row locks in its transaction, and each EC's other active
-    certificates are revoked as superseded. Raises ValueError, with nothing
-    written, when two requests are for the same EC; issue those one by one.
+    certificates are revoked as superseded. The rows are written with COPY,
+    so the returned instances carry no primary key. Raises ValueError, with
+    nothing written, when two requests are for the same EC; issue those one
+    by one.
     """
     product_ids = [onboard_request.product_id for onboard_request in onboard_requests]
     if len(set(product_ids)) != len(product_ids):
@@ -306,7 +309,7 @@ def issue_certificates(onboard_requests: list, *, tenant) -> list[IssuedCertific
             serial_hex__in=[serial for serials in superseded.values() for serial in serials]
         ).update(revoked_at=timezone.now(), revocation_reason=IssuedCertificate.RevocationReason.SUPERSEDED)
 
-    issued = IssuedCertificate.objects.bulk_create([
+    issued = [
         IssuedCertificate(
             serial_hex=crypto.serial_hex(certificate),
             product_id=onboard_request.product_id,
@@ -319,7 +322,8 @@ def issue_certificates(onboard_requests: list, *, tenant) -> list[IssuedCertific
             not_after=certificate.not_valid_after_utc,
         )
         for onboard_request, certificate in zip(onboard_requests, signed, strict=True)
-    ])
+    ]
+    copy_instances(IssuedCertificate, issued)
     record_events_each(
         "certificate.issue", actor=Actor.system("celery"), object_type="certificate",
         items=[(certificate.serial_hex, {"product_id": certificate.product_id, "source": certificate.source,

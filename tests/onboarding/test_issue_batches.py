@@ -251,3 +251,32 @@ def test_batch_issuance_publishes_each_request_after_commit(world, django_captur
 
     published = {call.args[0] for call in client.pipeline.return_value.publish.call_args_list}
     assert published == {events.channel_for("acme", item.request_id) for item in submitted}
+
+
+def test_changes_of_one_transaction_publish_in_one_pipeline(world, django_capture_on_commit_callbacks):
+    from onboarding import events
+
+    client = mock.Mock()
+    with mock.patch.object(events, "_client", return_value=client), schema_context("acme"), \
+            django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        events.publish_request_changed("first")
+        events.publish_request_changed("second")
+
+    assert client.pipeline.call_count == 1
+    published = [call.args[0] for call in client.pipeline.return_value.publish.call_args_list]
+    assert published == [events.channel_for("acme", "first"), events.channel_for("acme", "second")]
+
+
+def test_change_in_rolled_back_savepoint_is_not_published(world, django_capture_on_commit_callbacks):
+    from onboarding import events
+
+    client = mock.Mock()
+    with mock.patch.object(events, "_client", return_value=client), schema_context("acme"), \
+            django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        events.publish_request_changed("kept")
+        with pytest.raises(RuntimeError), transaction.atomic():
+            events.publish_request_changed("dropped")
+            raise RuntimeError("roll back the savepoint")
+
+    published = [call.args[0] for call in client.pipeline.return_value.publish.call_args_list]
+    assert published == [events.channel_for("acme", "kept")]
