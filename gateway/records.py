@@ -65,7 +65,11 @@ def load_issuing_cas() -> dict[str, tuple[str, str]]:
 
 @released_connection
 def authorize_peer(schema_name: str, serial_hex: str, product_id: str) -> TunnelPeer:
-    """Check that the presented certificate is an active certificate of that tenant for that EC."""
+    """Check that the presented certificate is an active certificate of that tenant for that EC.
+
+    The gateway calls this right after the TLS handshake, so a revoked certificate is refused with a
+    reason the EC can read, instead of the bare alert of an OpenSSL CRL check in the handshake.
+    """
     with schema_context(schema_name):
         certificate = IssuedCertificate.objects.select_related("issuing_ca").filter(serial_hex=serial_hex).first()
         if certificate is None:

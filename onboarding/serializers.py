@@ -56,8 +56,11 @@ class EdgeControllerSerializer(serializers.ModelSerializer):
 
 
 class RevokeSerializer(serializers.Serializer):
-    reason = serializers.ChoiceField(choices=["key_compromise", "cessation_of_operation"],
-                                     help_text="RFC 5280 reason written to the CRL")
+    reason = serializers.ChoiceField(
+        choices=["key_compromise", "cessation_of_operation"], help_text="RFC 5280 reason written to the CRL",
+        error_messages={"invalid_choice": '"{input}" is not a revocation reason an admin can give; use '
+                                          "key_compromise or cessation_of_operation."},
+    )
 
 
 class DecommissionSerializer(serializers.Serializer):
