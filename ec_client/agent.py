@@ -161,6 +161,8 @@ class AgentResult:
     cert_serial: str | None = None
     seconds_to_phase: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    # Seconds from the start of the fleet to the start of this agent (0 outside a fleet).
+    start_offset: float = 0.0
 
     @property
     def ok(self) -> bool:

@@ -17,7 +17,9 @@ from ec_client.agent import MAX_WAIT_SECONDS, AgentOptions, AgentResult, run_age
 from ec_client.fleet import (
     DEFAULT_CONCURRENCY,
     find_state_dirs,
+    format_stage_table,
     format_table,
+    plot_stages,
     run_fleet_async,
     summarize,
 )
@@ -228,8 +230,14 @@ def fleet_main(argv: list[str] | None = None) -> int:
         help="maximum HTTP connections and tunnel handshakes in progress at once (default: %(default)s)",
     )
     parser.add_argument("--json-report", type=Path, metavar="FILE", help="write the results as a JSON list to FILE")
+    parser.add_argument("--stagger", type=float, default=0.0, metavar="SECONDS",
+                        help="spread the agents' starts evenly over SECONDS (default 0: all start at once)")
+    parser.add_argument("--plot", type=Path, metavar="FILE.png",
+                        help="draw the ECs per stage over time as a PNG (needs matplotlib)")
     _add_common_arguments(parser)
     args = parser.parse_args(argv)
+    if args.stagger < 0:
+        parser.error(f"invalid --stagger {args.stagger}: must be 0 or more seconds")
     options = _options_from(args, parser)
     if args.count is not None and args.count < 1:
         parser.error(f"invalid --count {args.count}: must be at least 1")
@@ -248,13 +256,21 @@ def fleet_main(argv: list[str] | None = None) -> int:
 
     try:
         results = asyncio.run(
-            _run_until_signal(lambda stop: run_fleet_async(folders, options, args.concurrency, stop=stop))
+            _run_until_signal(lambda stop: run_fleet_async(folders, options, args.concurrency, stop=stop,
+                                                           stagger_seconds=args.stagger))
         )
     except KeyboardInterrupt:
         return 130
 
     print(format_table(results))
+    print()
+    print(format_stage_table(results))
     print(summarize(results))
+    if args.plot:
+        try:
+            print(f"plot: {plot_stages(results, args.plot)}")
+        except ImportError as error:
+            logger.error("fleet: %s", error)
     if args.json_report:
         args.json_report.write_text(json.dumps([result.to_dict() for result in results], indent=2) + "\n")
     return 0 if results and all(result.ok for result in results) else 1

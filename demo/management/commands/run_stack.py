@@ -183,7 +183,8 @@ class Command(BaseCommand):
                          str(fleet_dir),
                          "--resolve", f"*.localhost:{WEB_PORT}:127.0.0.1",
                          "--resolve", f"localhost:{settings.ZTSP_TUNNEL_PORT}:127.0.0.1",
-                         "--backoff-max", "5", "--wait", "20", "--json-report", str(report)]
+                         "--backoff-max", "5", "--wait", "20", "--json-report", str(report),
+                         "--plot", str(seed.demo_dir() / "fleet-stages.png")]
         if exit_after:
             fleet_command += ["--deadline", str(timeout), "--hold", "5"]
         fleet = self._start("fleet", fleet_command)
