@@ -41,6 +41,7 @@ import logging
 import math
 import ssl
 import time
+from asyncio import sslproto
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -67,6 +68,12 @@ CA_RELOAD_MIN_INTERVAL = 5.0
 # An EC may start one certificate renewal this often (seconds); each costs a
 # CA signature and a CRL re-signing.
 RENEW_MIN_INTERVAL = 60.0
+# Receive buffer of each TLS connection (bytes): one TLS record, at most
+# 16 KiB of plaintext plus its header and AEAD overhead, fits. The default,
+# asyncio.sslproto.SSLProtocol.max_size in Python 3.11, is 256 KiB and is
+# filled with zeros when a connection opens, so 10,000 idle tunnels would
+# hold 2.5 GiB.
+TLS_READ_BUFFER_BYTES = 17 * 1024
 
 
 def _in_thread(function):
@@ -123,6 +130,10 @@ class TunnelGateway:
 
     async def start(self, host: str, port: int) -> asyncio.Server:
         await self.reload_issuing_cas()
+        # NOTE: asyncio has no per-server setting for this buffer, so the
+        # class attribute changes it for every asyncio TLS connection this
+        # process opens afterwards, which then reads at most 17 KiB per call.
+        sslproto.SSLProtocol.max_size = TLS_READ_BUFFER_BYTES
         self._server = await asyncio.start_server(
             self._handle, host, port, ssl=self.server_context, limit=MAX_LINE_BYTES,
             ssl_handshake_timeout=HELLO_TIMEOUT, backlog=4096,
