@@ -80,6 +80,7 @@ TENANT_APPS = [
     "pki",
     "est",
 ]
+    "policies",
 INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
 TENANT_MODEL = "tenants.Tenant"

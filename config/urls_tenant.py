@@ -7,11 +7,13 @@ from django.urls import path
 from est.urls import est_urlpatterns
 from onboarding.pages import controllers, dashboard, tags
 from onboarding.urls import api_urlpatterns
+from policies.urls import api_urlpatterns as policy_api_urlpatterns
 
 urlpatterns = []
 if settings.DIRECTOR_ROLE:
     urlpatterns += [
         *api_urlpatterns,
+        *policy_api_urlpatterns,
         *est_urlpatterns,
         path("", dashboard.dashboard, name="dashboard"),
         path("requests/decide", dashboard.decide_many, name="decide-many"),

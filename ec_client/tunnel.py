@@ -377,14 +377,23 @@ class TunnelClient:
             )
             return
 
-        write_json(
-            self.state_dir / CONFIG_FILE,
-            {
-                "version": version,
-                "body": body,
-                "received_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            },
-        )
+        try:
+            # Atomic, so a crash leaves the previous config.json and its version in place.
+            write_json(
+                self.state_dir / CONFIG_FILE,
+                {
+                    "version": version,
+                    "body": body,
+                    "received_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                },
+            )
+        except OSError as error:
+            logger.warning("%s: could not store config version %d: %s", self.product_id, version, error)
+            await self._send(
+                writer,
+                {"type": "ack", "version": version, "status": "failed", "detail": f"could not store it: {error}"},
+            )
+            return
         self.configs_applied += 1
         logger.info("%s: config version %d applied", self.product_id, version)
         await self._send(writer, {"type": "ack", "version": version, "status": "applied"})

@@ -12,7 +12,11 @@ Protocol: newline-delimited JSON, one object per line, at most
 * EC → gateway ``{"type": "hello", "product_id", "firmware", "config_version"}``
 * gateway → EC ``{"type": "hello", "heartbeat_interval", "tenant", "product_id"}``
 * EC → gateway ``{"type": "heartbeat", "seq"}``, echoed back.
-* EC → gateway ``{"type": "ack", "version", "status"}`` for a pushed ``config``.
+* gateway → EC ``{"type": "config", "version", "body"}``: the EC's desired
+  configuration, sent after the hello when the EC's ``config_version``
+  differs from it, and pushed when it changes (:mod:`gateway.config_delivery`).
+* EC → gateway ``{"type": "ack", "version", "status", "detail"?}`` for a
+  ``config``, ``status`` ``applied`` or ``failed``; the gateway records it.
 * EC → gateway ``{"type": "renew", "csr"}``: a PEM PKCS#10 request with the
   subject of the current certificate, usually for a new key. The gateway
   replies ``{"type": "renewed", "certificate", "certificate_serial",
@@ -50,7 +54,7 @@ from asgiref.sync import sync_to_async
 from cryptography import x509
 from django.utils import timezone
 
-from gateway import push, records
+from gateway import config_delivery, push, records
 from pki import crypto
 from pki.services import RenewalRefused
 
@@ -243,6 +247,8 @@ class TunnelGateway:
         try:
             await self._send(writer, {"type": "hello", "heartbeat_interval": self.heartbeat_interval,
                                       "tenant": peer.schema_name, "product_id": peer.product_id})
+            await config_delivery.send_pending_config(lambda message: self._send(writer, message), peer,
+                                                      config_version)
             await self._serve(reader, session)
         except (ConnectionError, OSError, TimeoutError, asyncio.IncompleteReadError) as error:
             logger.info("Tunnel of %s ended: %s", peer.product_id, error.__class__.__name__)
@@ -274,7 +280,9 @@ class TunnelGateway:
                 self._heartbeats[peer.schema_name][peer.edge_controller_id] = timezone.now()
                 await self._send(writer, {"type": "heartbeat", "seq": message.get("seq")})
             elif kind == "ack":
-                logger.info("EC %s acknowledged config version %s", peer.product_id, message.get("version"))
+                reply = await config_delivery.handle_ack(peer, message)
+                if reply is not None:
+                    await self._send(writer, reply)
             elif kind == "renew":
                 await self._start_renewal(session, message)
             else:

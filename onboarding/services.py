@@ -285,6 +285,7 @@ def complete_issuance(request_id) -> OnboardRequest | None:
     constraint make a redelivered task harmless.
     """
     from pki.services import issue_certificate
+    from policies.services import refresh_desired_configs
     from tenants.models import Tenant
 
     # A Celery task runs with its Tenant set on the connection, but schema_context sets a stand-in without domains.
@@ -306,6 +307,7 @@ def complete_issuance(request_id) -> OnboardRequest | None:
         controller = onboard_request.edge_controller
         controller.state = EdgeController.State.ONBOARDED
         controller.save(update_fields=["state", "last_seen_at"])
+        refresh_desired_configs([controller.pk])
         publish_request_changed(onboard_request.pk)
     return onboard_request
 
@@ -319,6 +321,7 @@ def complete_issuances(request_ids) -> dict[str, int]:
     written; the caller then issues the requests one by one.
     """
     from pki.services import issue_certificates
+    from policies.services import refresh_desired_configs
     from tenants.models import Tenant
 
     tenant = connection.tenant if isinstance(connection.tenant, Tenant) else Tenant.objects.get(
@@ -334,6 +337,7 @@ def complete_issuances(request_ids) -> dict[str, int]:
             OnboardRequest.objects.filter(pk__in=approved_ids).update(status=OnboardRequest.Status.ISSUED)
             EdgeController.objects.filter(pk__in={row.edge_controller_id for row in approved}).update(
                 state=EdgeController.State.ONBOARDED, last_seen_at=timezone.now())
+            refresh_desired_configs({row.edge_controller_id for row in approved})
             publish_requests_changed(approved_ids)
             for row in approved:
                 row.status = OnboardRequest.Status.ISSUED
