@@ -8,6 +8,7 @@ from est.urls import est_urlpatterns
 from onboarding.pages import controllers, dashboard, tags
 from onboarding.urls import api_urlpatterns
 from policies.urls import api_urlpatterns as policy_api_urlpatterns
+from policies.urls import page_urlpatterns as policy_page_urlpatterns
 
 urlpatterns = []
 if settings.DIRECTOR_ROLE:
@@ -24,6 +25,7 @@ if settings.DIRECTOR_ROLE:
         path("controllers/<int:controller_id>/revoke", controllers.revoke, name="controller-revoke"),
         path("controllers/<int:controller_id>/decommission", controllers.decommission,
              name="controller-decommission"),
+        *policy_page_urlpatterns,
         path("tags/", tags.tag_list, name="tags"),
         path("tags/create", tags.tag_create, name="tag-create"),
         path("tags/<int:tag_id>/rename", tags.tag_rename, name="tag-rename"),

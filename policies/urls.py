@@ -1,6 +1,6 @@
 from django.urls import path
 
-from policies import views
+from policies import pages, views
 
 api_urlpatterns = [
     path("api/v1/director/policies", views.PolicyListView.as_view(), name="director-policies"),
@@ -16,4 +16,14 @@ api_urlpatterns = [
          name="director-ec-config"),
     path("api/v1/director/edge-controllers/<str:product_id>/manual-config", views.ManualConfigView.as_view(),
          name="director-ec-manual-config"),
+]
+
+page_urlpatterns = [
+    path("policies/", pages.policy_list, name="policies"),
+    path("policies/<int:policy_id>/", pages.policy_detail, name="policy-detail"),
+    path("policies/<int:policy_id>/versions", pages.policy_new_version, name="policy-new-version"),
+    path("policies/<int:policy_id>/tags", pages.policy_tags, name="policy-tags"),
+    path("policies/<int:policy_id>/push", pages.policy_push, name="policy-push"),
+    path("policies/<int:policy_id>/delete", pages.policy_delete, name="policy-delete"),
+    path("controllers/<int:controller_id>/manual-config", pages.manual_config, name="controller-manual-config"),
 ]

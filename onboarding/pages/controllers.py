@@ -12,6 +12,7 @@ from onboarding.pages.timeline import build_timeline
 from onboarding.services_portal import PortalError, decommission_edge_controller, revoke_active_certificate
 from onboarding.views import tenant_actor
 from pki.models import IssuedCertificate
+from policies.pages import ec_config_context
 
 
 def _render_detail(request, controller, *, revoke_form=None, decommission_form=None, status: int = 200):
@@ -34,6 +35,7 @@ def _render_detail(request, controller, *, revoke_form=None, decommission_form=N
         "revoke_form": revoke_form or RevokeForm(),
         "decommission_form": decommission_form or DecommissionForm(),
         "is_decommissioned": controller.state == controller.State.DECOMMISSIONED,
+        "config": ec_config_context(controller),
     }, status=status)
 
 
