@@ -225,6 +225,13 @@ def rss_kib(pid: int) -> int:
     return int(match.group(1))
 
 
+def cpu_seconds(pid: int) -> float:
+    """Return the user and system CPU seconds of process ``pid`` so far, from /proc/<pid>/stat."""
+    # The fields after the command name, which is in brackets and may contain spaces.
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def client_context(ec: Ec, key_path: Path, root_path: Path) -> ssl.SSLContext:
     if ec.context is None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -346,8 +353,10 @@ async def run_tunnels(args, port: int, gateway: subprocess.Popen, ecs: list[Ec],
     figures["rss_before"] = rss_kib(gateway.pid)
     print(f"gateway RSS before the first tunnel: {figures['rss_before'] / 1024:.1f} MiB", flush=True)
     try:
+        cpu_before = cpu_seconds(gateway.pid)
         opened = await client.open_all(args.timeout)
         figures["open"] = opened
+        figures["cpu_open"] = cpu_seconds(gateway.pid) - cpu_before
         print(f"opened {opened.opened:,} of {args.count:,} tunnels in {opened.seconds:.1f} s "
               f"({opened.retries} retries, {len(opened.failures)} failed)", flush=True)
         await asyncio.sleep(SETTLE_SECONDS)
@@ -356,11 +365,13 @@ async def run_tunnels(args, port: int, gateway: subprocess.Popen, ecs: list[Ec],
         print(f"gateway RSS with {opened.opened:,} tunnels open: {figures['rss_open'] / 1024:.1f} MiB; "
               f"{figures['online_open']:,} ECs recorded online", flush=True)
 
+        cpu_before = cpu_seconds(gateway.pid)
         started = time.perf_counter()
         client.abort_all()
         reopened = await client.open_all(args.timeout)
         reopened.seconds = time.perf_counter() - started
         figures["storm"] = reopened
+        figures["cpu_storm"] = cpu_seconds(gateway.pid) - cpu_before
         print(f"reconnect storm: {reopened.opened:,} of {args.count:,} tunnels back in {reopened.seconds:.1f} s "
               f"({reopened.retries} retries, {len(reopened.failures)} failed)", flush=True)
         await asyncio.sleep(SETTLE_SECONDS)
@@ -424,9 +435,9 @@ def print_results(args, figures: dict, log_path: Path) -> bool:
     print(f"results ({count:,} tunnels, one client key shared by all ECs, at most {args.parallel} handshakes "
           "in flight)")
     print(f"  open all:         {opened.seconds:8.1f} s   ({opened.opened / opened.seconds:,.0f} tunnels/s, "
-          f"{opened.retries} retries)")
+          f"{opened.retries} retries), gateway CPU {figures['cpu_open']:.1f} s")
     print(f"  reconnect storm:  {storm.seconds:8.1f} s   from aborting every connection to the last hello reply "
-          f"({storm.retries} retries)")
+          f"({storm.retries} retries), gateway CPU {figures['cpu_storm']:.1f} s")
     print(f"  gateway RSS:      {figures['rss_before'] / 1024:8.1f} MiB before, {figures['rss_open'] / 1024:.1f} MiB "
           f"with all open, {figures['rss_storm'] / 1024:.1f} MiB after the reconnect storm")
     print(f"  check: {opened.opened:,} of {count:,} opened, {storm.opened:,} reopened   "
