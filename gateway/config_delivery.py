@@ -1,6 +1,6 @@
 """Configuration over the tunnel: the catch-up ``config`` after a hello, and the EC's ``ack``.
 
-An EC says hello with the config version it applied. When that differs from
+An EC sends in its hello the config version it applied. When that differs from
 its desired version, the gateway sends ``{"type": "config", "version",
 "body"}`` at once, so an EC that was offline during a push catches up on
 reconnect. The EC answers ``{"type": "ack", "version", "status", "detail"?}``

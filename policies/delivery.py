@@ -1,7 +1,7 @@
 """Config messages for the tunnel, and the EC's acknowledgements of them.
 
 Runs in the tenant's schema. The tunnel gateway calls :func:`config_message_for`
-when an EC says hello and :func:`record_config_ack` when it sends ``ack``; the
+when an EC sends its hello and :func:`record_config_ack` when it sends ``ack``; the
 services call :func:`send_config_after_commit` when a desired document changes.
 """
 

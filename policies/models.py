@@ -45,7 +45,7 @@ class Policy(models.Model):
 
 
 class PolicyVersion(models.Model):
-    """One body of a policy. Rows are never changed: a new body is a new version."""
+    """One body of a policy. A stored version cannot be saved again: a new body is a new version."""
 
     policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
@@ -61,6 +61,12 @@ class PolicyVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.policy.name} v{self.number}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ValueError(f"Version {self.number} of policy {self.policy_id} is stored already and cannot change; "
+                             "add a new version instead.")
+        super().save(*args, **kwargs)
 
 
 class PolicyAssignment(models.Model):
@@ -97,10 +103,10 @@ class DesiredConfig(models.Model):
     """The configuration document an EC should run, and the last ``ack`` it sent."""
 
     edge_controller = models.OneToOneField(EdgeController, on_delete=models.CASCADE, related_name="desired_config")
-    # Starts at 1 and grows by one each time the body changes; 0 means "no configuration".
+    # Starts at 1 and grows by one each time the body changes. An EC without a row has version 0.
     version = models.PositiveIntegerField()
     body = models.JSONField()
-    # Where each layer came from: [{"layer": "auto"|"on_demand"|"manual", "policy", "policy_version"}].
+    # Where each layer came from: [{"layer": "auto"|"on_demand"|"manual", "policy", "policy_id", "policy_version"}].
     sources = models.JSONField(default=list)
     updated_at = models.DateTimeField(auto_now=True)
     last_ack_version = models.PositiveIntegerField(null=True, blank=True)
@@ -123,9 +129,9 @@ class PushJob(models.Model):
     policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="push_jobs")
     version = models.ForeignKey(PolicyVersion, on_delete=models.CASCADE, related_name="push_jobs")
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
-    # targeted: ECs selected; sent: ECs online when the job reached them, so the config went out at once;
-    # acked / failed: ECs that acknowledged the pushed version (or a later one) or reported a failure.
-    # An EC offline at the time gets the config at its next hello and then counts as acked or failed.
+    # targeted: ECs selected. sent: ECs that were online when the job reached them, so the config went out
+    # at once. acked / failed: ECs that acknowledged the pushed version (or a later one) or reported a
+    # failure. An EC that was offline gets the config at its next hello and counts once it acks.
     targeted = models.PositiveIntegerField(default=0)
     sent = models.PositiveIntegerField(default=0)
     acked = models.PositiveIntegerField(default=0)

@@ -182,3 +182,13 @@ def test_invalid_body_raises_with_path(world, body, path):
     assert path in raised.value.errors
     with schema_context("acme"):
         assert not Policy.objects.filter(name="bad").exists()
+
+
+def test_stored_version_cannot_change(world):
+    policy = make_policy("acme", {"hostname": "fixed"})
+
+    with schema_context("acme"):
+        version = policy.latest_version()
+        version.body = {"hostname": "changed"}
+        with pytest.raises(ValueError, match="cannot change"):
+            version.save()
