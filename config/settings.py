@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from config import embedded
 from config.secrets import load_secrets, parse_data_keys
@@ -79,8 +80,8 @@ TENANT_APPS = [
     "onboarding",
     "pki",
     "est",
-]
     "policies",
+]
 INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
 TENANT_MODEL = "tenants.Tenant"
@@ -91,6 +92,8 @@ ROOT_URLCONF = "config.urls_tenant"
 DEFAULT_NOT_FOUND_TENANT_VIEW = "config.api.unknown_host_view"
 # A tenant created without this would keep a schema with no tables if its
 # migration failed halfway; creation is explicit in tenants.services instead.
+# That also covers cloning: django-tenants would fake the migrations that a
+# stale template lacks, while tenants.template rebuilds the template first.
 TENANT_CREATION_FAKES_MIGRATIONS = False
 
 MIDDLEWARE = [
@@ -297,6 +300,17 @@ ZTSP_HEARTBEAT_INTERVAL = env.int("ZTSP_HEARTBEAT_INTERVAL", default=30)
 ZTSP_DIRECTOR_SCHEME = env.str("ZTSP_DIRECTOR_SCHEME", default="http")
 ZTSP_DIRECTOR_PORT = env.int("ZTSP_DIRECTOR_PORT", default=8000)
 ZTSP_TENANT_KEY_GRACE_SECONDS = env.int("ZTSP_TENANT_KEY_GRACE_SECONDS", default=3600)  # seconds old key stays valid
+# New tenant schemas are cloned from this migrated template schema ("clone"),
+# or made by running every migration ("migrate", slower).
+ZTSP_TENANT_TEMPLATE_SCHEMA = env.str("ZTSP_TENANT_TEMPLATE_SCHEMA", default="tenant_template")
+ZTSP_TENANT_CREATE_METHOD = env.str("ZTSP_TENANT_CREATE_METHOD", default="clone")
+# The schema policy of tenant deletion: "archive" renames the schema to
+# archived_<schema>_<UTC timestamp> and keeps its data, "drop" deletes it.
+ZTSP_TENANT_DELETE_POLICY = env.str("ZTSP_TENANT_DELETE_POLICY", default="archive")
+for _name, _value, _choices in (("ZTSP_TENANT_CREATE_METHOD", ZTSP_TENANT_CREATE_METHOD, ("clone", "migrate")),
+                                ("ZTSP_TENANT_DELETE_POLICY", ZTSP_TENANT_DELETE_POLICY, ("archive", "drop"))):
+    if _value not in _choices:
+        raise ImproperlyConfigured(f"{_name}={_value!r} is invalid; set it to one of {', '.join(_choices)}.")
 
 LOGGING = {
     "version": 1,

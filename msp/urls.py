@@ -17,6 +17,8 @@ urlpatterns = [
     path("api/v1/msp/tenant-registrations/<int:pk>/rotate", views.TenantRegistrationRotateView.as_view(),
          name="msp-tenant-registration-rotate"),
     path("api/v1/msp/hosted-tenants", views.HostedTenantView.as_view(), name="msp-hosted-tenants"),
+    path("api/v1/msp/hosted-tenants/<str:schema_name>", views.HostedTenantDetailView.as_view(),
+         name="msp-hosted-tenant"),
     path("api/v1/msp/tokens", views.ApiTokenView.as_view(), name="msp-tokens"),
     path("api/v1/vendor/msps", views.VendorMSPListView.as_view(), name="vendor-msps"),
     path("api/v1/vendor/msps/<slug:slug>/allocate", views.VendorAllocateView.as_view(), name="vendor-allocate"),

@@ -371,6 +371,31 @@ class HostedTenantView(MSPView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
+class HostedTenantDetailView(MSPView):
+    """Delete a Director tenant that this deployment hosts for the calling MSP."""
+
+    @extend_schema(
+        responses={
+            200: OpenApiResponse(description="Deleted; the body lists the policy and what was cleared"),
+            404: OpenApiResponse(ErrorSerializer, description="Not among your hosted tenants"),
+        },
+        tags=["MSP API"],
+    )
+    def delete(self, request, schema_name: str):
+        from tenants.models import Tenant
+
+        try:
+            deleted = hosted_tenants.delete_owned_hosted_tenant(msp_of(request), schema_name,
+                                                                actor=actor_of(request))
+        except Tenant.DoesNotExist as error:
+            raise ApiError(404, "hosted_tenant_not_found",
+                           f"You have no hosted tenant with schema name {schema_name!r}.") from error
+        return Response({"schema_name": deleted.schema_name, "policy": deleted.policy,
+                         "archived_schema": deleted.archived_schema,
+                         "tenant_registrations_deleted": deleted.registrations_deleted,
+                         "products_unmapped": deleted.products_unmapped})
+
+
 class ApiTokenView(APIView):
     """Create an MSP API token; the token is in this response only."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -17,10 +18,13 @@ from audit.services import Actor, record_event
 from common import tokens
 from msp.models import MSP
 from tenants.models import Domain, Tenant
+from tenants.template import clone_template, ensure_tenant_template, migrate_new_schema, template_schema_name
 
 logger = logging.getLogger(__name__)
 
 TENANT_KEY_PREFIX = "ztsp_tk"
+# Schemas of deleted tenants kept by the archive policy start with this.
+ARCHIVE_PREFIX = "archived_"
 # PostgreSQL identifiers are at most 63 bytes; "pg_" is reserved.
 SCHEMA_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
@@ -54,12 +58,14 @@ def management_url_for(domain: str) -> str:
 
 def validate_new_tenant(schema_name: str, domain: str) -> None:
     """Raise :class:`TenantRejected` unless a tenant with this schema name and domain can be created."""
-    reserved = schema_name in ("public", "information_schema") or schema_name.startswith("pg_")
+    reserved = (schema_name in ("public", "information_schema")
+                or schema_name.startswith(("pg_", ARCHIVE_PREFIX, template_schema_name())))
     if not SCHEMA_NAME_RE.match(schema_name) or reserved:
         raise TenantRejected(
             "invalid_schema_name",
             f"Schema name {schema_name!r} must be 1-63 lower-case letters, digits or '_', start with a letter, "
-            "and not be 'public', 'information_schema' or start with 'pg_'.",
+            f"and not be 'public' or 'information_schema' or start with 'pg_', {ARCHIVE_PREFIX!r} or "
+            f"{template_schema_name()!r}.",
             field="schema_name",
         )
     if not DOMAIN_RE.match(domain):
@@ -80,41 +86,80 @@ def validate_new_tenant(schema_name: str, domain: str) -> None:
                              field="domain")
 
 
-def create_hosted_tenant(*, name: str, schema_name: str, domain: str, actor: Actor, owner_msp: MSP | None = None
-                         ) -> tuple[Tenant, str]:
+def create_hosted_tenant(*, name: str, schema_name: str, domain: str, actor: Actor, owner_msp: MSP | None = None,
+                         method: str | None = None) -> tuple[Tenant, str]:
     """Create a Director tenant: schema, domain, access key and issuing CA.
 
-    Returns the tenant and its access key, which is shown only now. Creating
-    the schema runs the tenant migrations, so this takes seconds.
-    """
-    from pki.services import create_issuing_ca
+    Returns the tenant and its access key, which is shown only now. The
+    schema is cloned from the template schema (``method="clone"``) or made by
+    running every migration (``"migrate"``); the default is
+    ``ZTSP_TENANT_CREATE_METHOD``. The issuing CA and other tenant rows are
+    made after the schema exists, so no two tenants share one.
 
+    If any step fails, the tenant row, its domain and its schema are removed
+    again before the error is raised.
+    """
     schema_name = schema_name.strip().lower()
     domain = domain.strip().lower()
+    method = method or settings.ZTSP_TENANT_CREATE_METHOD
+    if method not in ("clone", "migrate"):
+        raise ValueError(f"method must be 'clone' or 'migrate', not {method!r}")
     validate_new_tenant(schema_name, domain)
 
     new_key = tokens.make_key(TENANT_KEY_PREFIX)
-    # Schema creation commits on its own (DDL plus migrations). If a later
-    # step fails, the tenant row is removed again so the name can be reused.
     tenant = Tenant(
         schema_name=schema_name, name=name.strip(), owner_msp=owner_msp,
         access_key_id=new_key.key_id, access_key_hash=new_key.key_hash,
     )
-    tenant.save(verbosity=0)
-    try:
+    # The schema is made below rather than by Tenant.save().
+    tenant.auto_create_schema = False
+    started = time.monotonic()
+    if method == "clone":
+        ensure_tenant_template()
+        # PostgreSQL DDL is transactional, so a failure at any step leaves
+        # neither the row nor the schema behind.
         with transaction.atomic():
-            Domain.objects.create(domain=domain, tenant=tenant, is_primary=True)
-            with schema_context(schema_name):
-                create_issuing_ca(tenant)
-            record_event("tenant.create", actor=actor, object_type="tenant", object_id=schema_name,
-                         msp_id=owner_msp.pk if owner_msp else None, details={"domain": domain, "name": name})
-    except Exception:
-        logger.exception("Creating tenant %s failed after its schema was made; removing it", schema_name)
-        tenant.auto_drop_schema = True
-        tenant.delete(force_drop=True)
-        raise
-    logger.info("Created tenant %s at %s", schema_name, domain)
+            tenant.save(verbosity=0)
+            clone_template(schema_name)
+            _add_tenant_rows(tenant, domain, actor=actor, method=method)
+    else:
+        # Migrations commit one by one, so the schema exists before the rest
+        # and is removed by hand if a later step fails.
+        tenant.save(verbosity=0)
+        try:
+            migrate_new_schema(schema_name)
+            with transaction.atomic():
+                _add_tenant_rows(tenant, domain, actor=actor, method=method)
+        except BaseException:
+            logger.exception("Creating tenant %s failed; removing its row and schema", schema_name)
+            discard_tenant(tenant)
+            raise
+    logger.info("Created tenant %s at %s by %s in %.2f s", schema_name, domain, method, time.monotonic() - started)
     return tenant, new_key.plaintext
+
+
+def _add_tenant_rows(tenant: Tenant, domain: str, *, actor: Actor, method: str) -> None:
+    from pki.services import create_issuing_ca
+
+    Domain.objects.create(domain=domain, tenant=tenant, is_primary=True)
+    with schema_context(tenant.schema_name):
+        create_issuing_ca(tenant)
+    record_event("tenant.create", actor=actor, object_type="tenant", object_id=tenant.schema_name,
+                 msp_id=tenant.owner_msp_id, details={"domain": domain, "name": tenant.name, "method": method})
+
+
+def discard_tenant(tenant: Tenant) -> None:
+    """Remove a tenant that failed half-way through creation: its schema, domains and row.
+
+    Each part is removed if present, so this also cleans up after a failure
+    before the schema or domain existed.
+    """
+    connection.set_schema_to_public()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP SCHEMA IF EXISTS {connection.ops.quote_name(tenant.schema_name)} CASCADE")
+        Domain.objects.filter(tenant__schema_name=tenant.schema_name).delete()
+        Tenant.objects.filter(schema_name=tenant.schema_name).delete()
 
 
 @transaction.atomic

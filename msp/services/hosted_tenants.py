@@ -36,7 +36,13 @@ def create_and_register_hosted_tenant(msp: MSP, *, name: str, schema_name: str, 
     only once. Raises ``tenants.services.TenantRejected`` or
     :class:`RegistrationRejected` for such input, with nothing created.
     """
-    from tenants.services import create_hosted_tenant, create_tenant_admin, management_url_for, validate_new_tenant
+    from tenants.services import (
+        create_hosted_tenant,
+        create_tenant_admin,
+        discard_tenant,
+        management_url_for,
+        validate_new_tenant,
+    )
 
     schema_name = schema_name.strip().lower()
     domain = domain.strip().lower()
@@ -51,7 +57,13 @@ def create_and_register_hosted_tenant(msp: MSP, *, name: str, schema_name: str, 
     tenant, access_key = create_hosted_tenant(name=name, schema_name=schema_name, domain=domain, actor=actor,
                                               owner_msp=msp)
     if admin_username and admin_password:
-        create_tenant_admin(tenant, admin_username, admin_password, actor=actor)
+        try:
+            create_tenant_admin(tenant, admin_username, admin_password, actor=actor)
+        except BaseException:
+            # The caller never saw the access key, so the tenant is of no use.
+            logger.exception("Creating the admin of tenant %s failed; removing the tenant", schema_name)
+            discard_tenant(tenant)
+            raise
 
     result = HostedTenant(tenant, access_key, url, None)
     if register:
@@ -63,3 +75,21 @@ def create_and_register_hosted_tenant(msp: MSP, *, name: str, schema_name: str, 
                            error.detail)
             result.registration_error = error.detail
     return result
+
+
+def owned_hosted_tenant(msp: MSP, schema_name: str):
+    """Return the hosted tenant ``schema_name`` of ``msp``.
+
+    Raises ``Tenant.DoesNotExist`` for a tenant of another MSP exactly as for
+    a missing one, so an MSP cannot probe other MSPs' schema names.
+    """
+    from tenants.models import Tenant
+
+    return Tenant.objects.get(schema_name=(schema_name or "").strip().lower(), owner_msp=msp)
+
+
+def delete_owned_hosted_tenant(msp: MSP, schema_name: str, *, actor: Actor, policy: str | None = None):
+    """Delete the hosted tenant ``schema_name`` of ``msp`` (see ``tenants.deletion.delete_hosted_tenant``)."""
+    from tenants.deletion import delete_hosted_tenant
+
+    return delete_hosted_tenant(owned_hosted_tenant(msp, schema_name), actor=actor, policy=policy)

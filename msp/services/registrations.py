@@ -221,3 +221,38 @@ def delete_tenant_registration(registration: TenantRegistration, *, actor: Actor
                  object_id=str(locked.pk), msp_id=locked.msp_id, details=details)
     locked.delete()
     logger.info("Deleted tenant registration %s (%s)", registration.pk, details["management_url"])
+
+
+def registrations_at(urls: list[str]) -> list[TenantRegistration]:
+    """Lock and return the registrations of any MSP whose management URL is one of ``urls``."""
+    return list(TenantRegistration.objects.select_for_update().filter(management_url__in=urls).order_by("pk"))
+
+
+def clear_tenant_registrations(registrations: list[TenantRegistration], *, actor: Actor, reason: str) -> int:
+    """Unmap every product mapped to ``registrations``, then delete them; return the products unmapped.
+
+    For a Director tenant that no longer exists: its products' ZTP lookups
+    then return 409 ``not_mapped`` rather than a URL that nothing serves. The
+    caller holds the row locks from :func:`registrations_at`, so no map to
+    these registrations runs meanwhile. Must run inside a transaction.
+    """
+    from audit.services import record_events
+
+    unmapped = 0
+    for registration in registrations:
+        registration_id = registration.pk
+        mapped = Product.objects.filter(tenant_registration=registration)
+        product_ids = list(mapped.values_list("product_id", flat=True))
+        mapped.update(tenant_registration=None, mapped_at=None)
+        record_events("product.unmap", actor=actor, object_type="product", object_ids=product_ids,
+                      msp_id=registration.msp_id, details={"tenant_registration": registration_id, "reason": reason})
+        unmapped += len(product_ids)
+
+        record_event("tenant_registration.delete", actor=actor, object_type="tenant_registration",
+                     object_id=str(registration_id), msp_id=registration.msp_id,
+                     details={"name": registration.name, "management_url": registration.management_url,
+                              "reason": reason, "products_unmapped": len(product_ids)})
+        registration.delete()
+        logger.info("Deleted tenant registration %s (%s) and unmapped %d products: %s", registration_id,
+                    registration.management_url, len(product_ids), reason)
+    return unmapped

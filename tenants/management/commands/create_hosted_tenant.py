@@ -20,10 +20,13 @@ class Command(BaseCommand):
         parser.add_argument("--name", help="Display name (default: the schema name)")
         parser.add_argument("--msp", help="Slug of the owner MSP")
         parser.add_argument("--register", action="store_true", help="Register URL + key for the owner MSP")
+        parser.add_argument("--method", choices=["clone", "migrate"],
+                            help="clone the template schema, or run every migration "
+                                 "(default: ZTSP_TENANT_CREATE_METHOD)")
         parser.add_argument("--admin", help="Create a tenant admin with this user name "
                                             "(password from ZTSP_TENANT_ADMIN_PASSWORD)")
 
-    def handle(self, *args, schema_name, domain, name, msp, register, admin, **options):
+    def handle(self, *args, schema_name, domain, name, msp, register, admin, method, **options):
         owner = None
         if msp:
             owner = MSP.objects.filter(slug=msp).first()
@@ -34,7 +37,7 @@ class Command(BaseCommand):
         actor = cli_actor()
         try:
             tenant, access_key = create_hosted_tenant(name=name or schema_name, schema_name=schema_name,
-                                                      domain=domain, actor=actor, owner_msp=owner)
+                                                      domain=domain, actor=actor, owner_msp=owner, method=method)
         except TenantRejected as error:
             raise CommandError(error.detail) from error
         url = management_url_for(domain.lower())
