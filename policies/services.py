@@ -215,6 +215,8 @@ def refresh_desired_configs(controller_ids: Iterable[int], *, send: bool = True)
     ids = sorted(set(controller_ids))
     if not ids:
         return []
+    # TODO: a new version or tag of an auto policy refreshes all its ECs inside the admin's request;
+    # move refreshes of thousands of ECs to a Celery job like push jobs.
     with transaction.atomic():
         # Locked in primary key order, so two refreshes of overlapping ECs cannot deadlock.
         controllers = list(EdgeController.objects.select_for_update().filter(
