@@ -128,12 +128,38 @@ def clone_template(schema_name: str) -> None:
     rows copied are the ones the migrations and their post-migrate handlers
     made (content types, permissions), so the clone matches a migrated schema.
     """
+    _install_clone_function()
     _lock_swap(shared=True)
     if not schema_exists(template_schema_name()):
         raise RuntimeError(f"Tenant template schema {template_schema_name()!r} is missing; "
                            "run manage.py build_tenant_template.")
-    CloneSchema().clone_schema(template_schema_name(), schema_name, "DATA")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clone_schema(%s, %s, 'DATA')", [template_schema_name(), schema_name])
     _restore_constraint_names(schema_name)
+
+
+def _install_clone_function() -> None:
+    """Install the ``clone_schema`` SQL function of django-tenants if missing, and once per process.
+
+    ``CloneSchema.clone_schema`` replaces the function before every clone, and
+    two transactions that replace one function at the same time fail with
+    "tuple concurrently updated". The swap lock, taken exclusive here, keeps
+    the replacement away from running clones. The first call in a process
+    replaces it anyway, so an upgrade of django-tenants takes effect.
+    """
+    global _clone_function_replaced
+    if _clone_function_replaced:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_proc WHERE proname = 'clone_schema'")
+            if cursor.fetchone() is not None:
+                return
+    with transaction.atomic():
+        _lock_swap(shared=False)
+        CloneSchema()._create_clone_schema_function()
+    _clone_function_replaced = True
+
+
+_clone_function_replaced = False
 
 
 # Pairs each constraint of the clone with the template's constraint of the
