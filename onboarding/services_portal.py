@@ -150,13 +150,21 @@ def rename_tag(tag: Tag, new_name: str, *, actor: Actor) -> Tag:
 
 
 def delete_tag(tag: Tag, *, actor: Actor) -> int:
-    """Delete ``tag``, remove it from its ECs and return how many ECs had it."""
+    """Delete ``tag``, remove it from its ECs and return how many ECs had it.
+
+    The ECs lose the auto policies that came with the tag: their desired
+    configuration is recomputed and sent.
+    """
+    from policies.services import refresh_desired_configs
+
     with transaction.atomic():
         locked = Tag.objects.select_for_update().get(pk=tag.pk)
-        controller_count = locked.edge_controllers.count()
+        controller_ids = list(locked.edge_controllers.values_list("pk", flat=True))
+        controller_count = len(controller_ids)
         record_event("tag.delete", actor=actor, object_type="tag", object_id=str(locked.pk),
                      details={"name": locked.name, "edge_controllers": controller_count})
         locked.delete()
+        refresh_desired_configs(controller_ids)
     logger.info("Tag %r deleted by %s (%d ECs had it)", tag.name, actor.name, controller_count)
     return controller_count
 

@@ -192,3 +192,20 @@ def test_stored_version_cannot_change(world):
         version.body = {"hostname": "changed"}
         with pytest.raises(ValueError, match="cannot change"):
             version.save()
+
+
+def test_deleting_tag_drops_its_auto_policy(world):
+    from onboarding.models import Tag
+    from onboarding.services_portal import delete_tag
+
+    tag = make_tag("acme")
+    make_policy("acme", {"hostname": "edge-1"}, kind="auto", tags=[tag])
+    product_id = onboard_with_tags(world.a, [tag])
+    assert desired("acme", product_id).body == {"hostname": "edge-1"}
+
+    with schema_context("acme"):
+        delete_tag(Tag.objects.get(name__iexact=tag), actor=ADMIN_ACTOR)
+
+    row = desired("acme", product_id)
+    assert row.body == {}
+    assert row.version == 2
