@@ -17,7 +17,7 @@ from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Exists, F, OuterRef, Q
-from django.http import Http404, QueryDict
+from django.http import Http404, JsonResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -29,7 +29,7 @@ from common.http import client_address
 from msp import forms
 from msp.authentication import actor_of, msp_of
 from msp.models import MSPApiToken, TenantRegistration
-from msp.services import accounts, hosted_tenants, products, registrations, signup
+from msp.services import accounts, hosted_tenants, products, registrations, signup, tenant_jobs
 from msp.services.routes import explain_route
 from provisioning.admin_search import search_products
 from provisioning.models import LookupEvent, Product
@@ -212,6 +212,8 @@ def create_hosted_tenant(request):
     if not form.is_valid():
         return _tenants_page(request, hosted_form=form, status=400)
     data = form.cleaned_data
+    if request.POST.get("background"):
+        return _start_tenant_creation_job(request, form)
     try:
         created = hosted_tenants.create_and_register_hosted_tenant(
             request.msp, name=data["name"], schema_name=data["schema_name"], domain=data["domain"],
@@ -236,6 +238,71 @@ def create_hosted_tenant(request):
     return render(request, "msp/access_key.html", {
         "title": "Tenant created", "tenant_name": tenant.name, "management_url": data["management_url"],
         "schema_name": tenant.schema_name, "access_key": access_key, "registration": registration,
+    })
+
+
+def _start_tenant_creation_job(request, form):
+    from tenants.services import TenantRejected
+
+    data = form.cleaned_data
+    try:
+        job = tenant_jobs.start_tenant_creation_job(
+            request.msp, name=data["name"], schema_name=data["schema_name"], domain=data["domain"],
+            actor=actor_of(request), admin_username=data["admin_username"] or "",
+            admin_password=data["admin_password"] or "",
+        )
+    except TenantRejected as error:
+        form.add_error(error.field, error.detail)
+        return _tenants_page(request, hosted_form=form, status=400)
+    except registrations.RegistrationRejected as error:
+        form.add_error(None, error.detail)
+        return _tenants_page(request, hosted_form=form, status=400)
+    return redirect("msp-portal:tenant-job", job_id=job.pk)
+
+
+def _own_job(request, job_id):
+    from tenants.models import TenantCreationJob
+
+    # Another MSP's job reads exactly like a missing one.
+    job = TenantCreationJob.objects.filter(pk=job_id, owner_msp=request.msp).first()
+    if job is None:
+        raise Http404("No such tenant creation job.")
+    return job
+
+
+def _job_status(job) -> dict:
+    return {"state": job.state, "step": job.step, "error": job.error, "finished": job.state in ("succeeded", "failed"),
+            "registration_error": job.registration_error}
+
+
+@never_cache
+@msp_required
+def tenant_job(request, job_id):
+    job = _own_job(request, job_id)
+    return render(request, "msp/tenant_job.html", {"job": job, "status": _job_status(job)})
+
+
+@never_cache
+@msp_required
+def tenant_job_status(request, job_id):
+    return JsonResponse(_job_status(_own_job(request, job_id)))
+
+
+@require_POST
+@never_cache
+@msp_required
+def tenant_job_access_key(request, job_id):
+    job = _own_job(request, job_id)
+    access_key = tenant_jobs.reveal_access_key(job)
+    if access_key is None:
+        messages.error(request, "This job's access key was shown already, or the job has not succeeded.")
+        return redirect("msp-portal:tenant-job", job_id=job.pk)
+    if job.registration_error:
+        messages.error(request, f"The tenant was created but not registered: {job.registration_error} "
+                                "Register it with the access key shown here.")
+    return render(request, "msp/access_key.html", {
+        "title": "Tenant created", "tenant_name": job.name, "management_url": job.management_url,
+        "schema_name": job.schema_name, "access_key": access_key, "registration": job.registration,
     })
 
 

@@ -6,6 +6,7 @@ import hmac
 import logging
 import re
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -18,7 +19,13 @@ from audit.services import Actor, record_event
 from common import tokens
 from msp.models import MSP
 from tenants.models import Domain, Tenant
-from tenants.template import clone_template, ensure_tenant_template, migrate_new_schema, template_schema_name
+from tenants.template import (
+    clone_template,
+    ensure_tenant_template,
+    is_fully_migrated,
+    migrate_new_schema,
+    template_schema_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +94,8 @@ def validate_new_tenant(schema_name: str, domain: str) -> None:
 
 
 def create_hosted_tenant(*, name: str, schema_name: str, domain: str, actor: Actor, owner_msp: MSP | None = None,
-                         method: str | None = None) -> tuple[Tenant, str]:
+                         method: str | None = None, progress: Callable[[str], None] | None = None
+                         ) -> tuple[Tenant, str]:
     """Create a Director tenant: schema, domain, access key and issuing CA.
 
     Returns the tenant and its access key, which is shown only now. The
@@ -97,8 +105,10 @@ def create_hosted_tenant(*, name: str, schema_name: str, domain: str, actor: Act
     made after the schema exists, so no two tenants share one.
 
     If any step fails, the tenant row, its domain and its schema are removed
-    again before the error is raised.
+    again before the error is raised. ``progress`` is called with the name of
+    each step as it starts, outside any transaction of this function.
     """
+    report = progress or (lambda step: None)
     schema_name = schema_name.strip().lower()
     domain = domain.strip().lower()
     method = method or settings.ZTSP_TENANT_CREATE_METHOD
@@ -115,7 +125,10 @@ def create_hosted_tenant(*, name: str, schema_name: str, domain: str, actor: Act
     tenant.auto_create_schema = False
     started = time.monotonic()
     if method == "clone":
-        ensure_tenant_template()
+        if not is_fully_migrated(template_schema_name()):
+            report("building the template schema")
+            ensure_tenant_template()
+        report("cloning the schema and creating the issuing CA")
         # PostgreSQL DDL is transactional, so a failure at any step leaves
         # neither the row nor the schema behind.
         with transaction.atomic():
@@ -125,6 +138,7 @@ def create_hosted_tenant(*, name: str, schema_name: str, domain: str, actor: Act
     else:
         # Migrations commit one by one, so the schema exists before the rest
         # and is removed by hand if a later step fails.
+        report("running the migrations and creating the issuing CA")
         tenant.save(verbosity=0)
         try:
             migrate_new_schema(schema_name)

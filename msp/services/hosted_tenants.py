@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db.models import Q
@@ -28,7 +29,8 @@ class HostedTenant:
 
 def create_and_register_hosted_tenant(msp: MSP, *, name: str, schema_name: str, domain: str, actor: Actor,
                                       register: bool = True, admin_username: str | None = None,
-                                      admin_password: str | None = None) -> HostedTenant:
+                                      admin_password: str | None = None,
+                                      progress: Callable[[str], None] | None = None) -> HostedTenant:
     """Create a hosted tenant for ``msp`` and, with ``register``, register its URL and key.
 
     Everything that can be checked is checked before the schema exists,
@@ -54,9 +56,11 @@ def create_and_register_hosted_tenant(msp: MSP, *, name: str, schema_name: str, 
             f"A tenant registration named {name!r} or at {url} already exists; pick another name or domain.",
         )
 
+    report = progress or (lambda step: None)
     tenant, access_key = create_hosted_tenant(name=name, schema_name=schema_name, domain=domain, actor=actor,
-                                              owner_msp=msp)
+                                              owner_msp=msp, progress=progress)
     if admin_username and admin_password:
+        report("creating the tenant admin")
         try:
             create_tenant_admin(tenant, admin_username, admin_password, actor=actor)
         except BaseException:
@@ -67,6 +71,7 @@ def create_and_register_hosted_tenant(msp: MSP, *, name: str, schema_name: str, 
 
     result = HostedTenant(tenant, access_key, url, None)
     if register:
+        report("registering the tenant for ZTP lookups")
         try:
             result.registration = register_tenant(msp, name=name, management_url=url, access_key=access_key,
                                                   actor=actor)
