@@ -101,8 +101,9 @@ def create_hosted_tenant(*, name: str, schema_name: str, domain: str, actor: Act
     Returns the tenant and its access key, which is shown only now. The
     schema is cloned from the template schema (``method="clone"``) or made by
     running every migration (``"migrate"``); the default is
-    ``ZTSP_TENANT_CREATE_METHOD``. The issuing CA and other tenant rows are
-    made after the schema exists, so no two tenants share one.
+    ``ZTSP_TENANT_CREATE_METHOD``. The issuing CA and the other rows of the
+    tenant are made after the schema exists and never copied from the
+    template, so each tenant has its own.
 
     If any step fails, the tenant row, its domain and its schema are removed
     again before the error is raised. ``progress`` is called with the name of
