@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django_tenants.utils import schema_context
 
@@ -148,3 +149,13 @@ def test_create_rejects_reserved_schema(world, schema_name):
 
     assert raised.value.code == "invalid_schema_name"
     assert not Tenant.objects.filter(schema_name=schema_name).exists()
+
+
+def test_build_template_command_reports_state(world, capsys):
+    call_command("build_tenant_template")
+    first = capsys.readouterr().out
+    call_command("build_tenant_template")
+    second = capsys.readouterr().out
+
+    assert f"Tenant template schema {template_schema_name()}" in first
+    assert "already up to date" in second
