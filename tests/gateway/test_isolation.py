@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 from django.conf import settings
@@ -109,11 +110,17 @@ def test_same_product_id_at_other_tenant_stays_apart(world, connect):
 
 
 @pytest.fixture
-def two_gateways(world, committed):
+def two_gateways(world, committed, monkeypatch):
     """Two in-process gateways on their own ports, both subscribed to the same push channel.
 
-    Each one's push deliveries are recorded as (Product ID, whether a tunnel there took the message).
+    The channel is private to the test, so a gateway of the live test stack, which may be running, is
+    not counted among the receivers. Each one's push deliveries are recorded as (Product ID, whether a
+    tunnel there took the message).
     """
+    from gateway import push
+
+    private_channel = f"{push.channel_name()}:isolation-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(push, "channel_name", lambda: private_channel)
     gateways = [GatewayThread().start(), GatewayThread().start()]
     for running in gateways:
         running.deliveries = []
