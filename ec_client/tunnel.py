@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import ssl
 import time
 from collections.abc import Callable
@@ -57,6 +58,23 @@ HELLO_TIMEOUT = 30.0
 
 class TunnelClosed(Exception):
     """A tunnel connection ended, for the reason in the message."""
+
+
+class ReconnectRequested(Exception):
+    """The gateway asked the EC to reconnect, for example because it is shutting down."""
+
+    # Longest delay (seconds) the EC waits when the gateway names none.
+    DEFAULT_WITHIN = 10.0
+
+    def __init__(self, message: dict[str, Any]):
+        self.reason = str(message.get("reason") or "unspecified")
+        try:
+            within = float(message.get("within", self.DEFAULT_WITHIN))
+        except (TypeError, ValueError):
+            within = self.DEFAULT_WITHIN
+        # A bad or hostile value must neither stall the EC nor make it reconnect in a tight loop.
+        self.within = min(max(within, 0.0), 300.0) if within == within else self.DEFAULT_WITHIN
+        super().__init__(f"reconnect requested: {self.reason}")
 
 
 class CertificateExpired(Exception):
@@ -202,6 +220,17 @@ class TunnelClient:
             try:
                 await self._connect_and_serve()
                 reason = "closed by the server"
+            except ReconnectRequested as request:
+                # A planned stop, not a failure: wait a random part of the window the gateway gave, so that
+                # its ECs spread over the other gateways, and keep the backoff where it was.
+                delay = random.uniform(0, request.within)  # noqa: S311 - jitter, not a secret
+                logger.info("%s: gateway asked for a reconnect (%s); reconnecting in %.1f s", self.product_id,
+                            request.reason, delay)
+                self.connected.clear()
+                if self.on_disconnected is not None:
+                    self.on_disconnected(f"reconnect requested ({request.reason})")
+                await asyncio.sleep(delay)
+                continue
             except TunnelClosed as error:
                 reason = str(error)
             except (OSError, ssl.SSLError, TimeoutError, ValueError) as error:
@@ -343,6 +372,8 @@ class TunnelClient:
                         self.product_id, message.get("reason"), message.get("not_after"))
             if self.on_renew_due is not None:
                 self.on_renew_due(message)
+        elif kind == "reconnect":
+            raise ReconnectRequested(message)
         elif kind == "error":
             raise TunnelClosed(self._describe_error(message))
         else:

@@ -34,6 +34,9 @@ Protocol: newline-delimited JSON, one object per line, at most
 * gateway → EC ``{"type": "error", "code", "detail"}``: the reply to a
   rejected ``renew`` or an unknown message type, or the reason before the
   gateway closes the tunnel.
+* gateway → EC ``{"type": "reconnect", "reason": "shutdown", "within"}``: the
+  gateway is stopping; the EC reconnects (possibly to another gateway behind
+  the same address) after a random delay of up to ``within`` seconds.
 """
 
 from __future__ import annotations
@@ -65,6 +68,10 @@ HELLO_TIMEOUT = 10.0
 # Heartbeat times are written in batches at most this often (seconds), so
 # 10,000 ECs beating every 30 s cost a few writes per second, not hundreds.
 HEARTBEAT_FLUSH_INTERVAL = 5.0
+# On shutdown, ECs are told to reconnect after a random delay of up to this many seconds.
+RECONNECT_SPREAD_SECONDS = 10
+# How long shutdown waits to hand the reconnect notice to one EC's socket (seconds).
+SHUTDOWN_NOTICE_TIMEOUT = 2.0
 # How often open tunnels are checked against revocations (seconds).
 REVOCATION_CHECK_INTERVAL = 15.0
 # An unknown issuing CA triggers a reload of the CA list at most this often.
@@ -157,6 +164,12 @@ class TunnelGateway:
         return self._server
 
     async def stop(self) -> None:
+        """Stop accepting tunnels, tell every connected EC to reconnect, and close the tunnels.
+
+        Each EC gets ``{"type": "reconnect", "reason": "shutdown", "within"}``: it reconnects
+        after a random delay of up to ``within`` seconds, so that the ECs of a stopped gateway
+        spread over the remaining gateways instead of arriving all at once.
+        """
         for task in self._background:
             task.cancel()
         if self._server is not None:
@@ -164,9 +177,19 @@ class TunnelGateway:
         if self._renewals:
             # A renewal already signed in its thread; let it send the certificate.
             await asyncio.wait(self._renewals, timeout=5)
-        for session in list(self.sessions.values()):
-            session.writer.close()
+        sessions = list(self.sessions.values())
+        notice = {"type": "reconnect", "reason": "shutdown", "within": RECONNECT_SPREAD_SECONDS}
+        # Each notice waits at most a moment for a slow EC's socket, so shutdown stays bounded.
+        await asyncio.gather(*(self._notify_and_close(session, notice) for session in sessions))
+        logger.info("Tunnel gateway stopped; told %d ECs to reconnect", len(sessions))
         await self._flush_heartbeats()
+
+    async def _notify_and_close(self, session: Session, notice: dict) -> None:
+        try:
+            await asyncio.wait_for(self._send(session.writer, notice), timeout=SHUTDOWN_NOTICE_TIMEOUT)
+        except (ConnectionError, OSError, TimeoutError):
+            pass
+        session.writer.close()
 
     # One connection.
 

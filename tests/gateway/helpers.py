@@ -97,9 +97,9 @@ class GatewayThread:
                                      redis_url=settings.REDIS_URL, renew_min_interval=renew_min_interval)
         self.port = 0
 
-    def start(self) -> GatewayThread:
+    def start(self, port: int = 0) -> GatewayThread:
         self.thread.start()
-        server = self.call(self.gateway.start("127.0.0.1", 0))
+        server = self.call(self.gateway.start("127.0.0.1", port))
         self.port = server.sockets[0].getsockname()[1]
         return self
 
