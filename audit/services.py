@@ -75,28 +75,13 @@ def record_events(
     msp_id: int | None = None,
     details: dict | None = None,
 ) -> int:
-    """Record one event per object in a single INSERT; return how many."""
-    schema = _current_tenant_schema()
-    rows = [
-        AuditEvent(
-            action=action,
-            actor_type=actor.actor_type,
-            actor=actor.name,
-            source_address=actor.source_address or None,
-            object_type=object_type,
-            object_id=str(object_id),
-            tenant_schema=schema,
-            msp_id=msp_id if msp_id is not None else actor.msp_id,
-            details=details or {},
-        )
-        for object_id in object_ids
-    ]
-    AuditEvent.objects.bulk_create(rows, batch_size=5000)
-    return len(rows)
+    """Record one event per object, all with the same ``details``, with one COPY; return how many."""
+    return record_events_each(action, actor=actor, object_type=object_type, msp_id=msp_id,
+                              items=((object_id, details or {}) for object_id in object_ids))
 
 
-def record_events_each(action: str, *, actor: Actor, object_type: str,
-                       items: Iterable[tuple[str, dict]]) -> int:
+def record_events_each(action: str, *, actor: Actor, object_type: str, items: Iterable[tuple[str, dict]],
+                       msp_id: int | None = None) -> int:
     """Record one event per (object id, details) pair with one COPY; return how many."""
     schema = _current_tenant_schema()
     rows = [
@@ -108,7 +93,7 @@ def record_events_each(action: str, *, actor: Actor, object_type: str,
             object_type=object_type,
             object_id=str(object_id),
             tenant_schema=schema,
-            msp_id=actor.msp_id,
+            msp_id=msp_id if msp_id is not None else actor.msp_id,
             details=details,
         )
         for object_id, details in items
