@@ -4,13 +4,13 @@ Run from the project root:
 
     python bench/ztp_fleet.py [--count N] [--concurrency C] [--deadline S]
 
-In a database of its own it imports N new Product IDs (default 10,000) with
-``provisioning.services.importing.import_products``, creates one MSP and one
-hosted Director tenant, registers the tenant with the MSP, and allocates,
-claims and maps the products to it with ``msp.services.products``. It then
-starts the real processes on 127.0.0.1, each on a free port: the web server
-(uvicorn, one process), one Celery worker (prefork pool, one process) and the
-tunnel gateway (``manage.py run_tunnel_gateway``). It writes one state folder
+In a database of its own it creates one MSP and one hosted Director tenant
+and registers the tenant with the MSP. It imports N new Product IDs (default
+10,000) with ``provisioning.services.importing.import_products``, and
+allocates, claims and maps them to the tenant with ``msp.services.products``.
+It then starts the real processes on 127.0.0.1, each on a free port: the web
+server (uvicorn, one process), one Celery worker (prefork pool, one process)
+and the tunnel gateway (``manage.py run_tunnel_gateway``). It writes one state folder
 per EC with ``ec_client.state.write_device`` and runs ``ec-fleet`` on them in
 a child process, with ``--hold 5`` so each EC leaves 5 s after its tunnel
 comes up, and ``--deadline`` to bound the run.
@@ -26,8 +26,9 @@ it approves the pending onboard requests with
 Figure: the seconds from the fleet's start until the last EC reached
 tunnel-up, from the fleet's JSON report. It also prints the fleet's stage
 table (how many ECs reached each phase, and when), the count of ECs per
-final phase, "EC lost" (N minus the ECs that reached tunnel-up), the
-approvals, and the CPU time of the web server, the worker and the gateway.
+final phase and "EC lost" (N minus the ECs that reached tunnel-up). Last
+come the approvals and the CPU time of the web server, the worker and the
+gateway.
 
 Target: all N ECs reach tunnel-up within 600 s, and no EC is lost.
 """
@@ -59,15 +60,15 @@ TENANT_DOMAIN = "bench.localhost"
 MODEL = "EC100"
 # Seconds between two rounds of approvals by the simulated tenant admin.
 POLL_SECONDS = 0.5
-# The most onboard requests approved in one call, as the portal's bulk approval sends them.
+# The maximum of onboard requests approved in one call, as the portal's bulk approval sends them.
 APPROVE_CHUNK = 500
 # Seconds each EC keeps its tunnel after it came up (ec-fleet --hold).
 HOLD_SECONDS = 5
 # Seconds the fleet may need beyond its --deadline to write its report and exit.
 FLEET_EXIT_GRACE = 60
 START_TIMEOUT = 60
-# Seconds an EC waits before looking up again after a "409, retry later"; the products are mapped before
-# the fleet starts, so only a lookup that fails for another reason waits this long.
+# Seconds an EC waits before looking up again after a "409, retry later". The products are mapped before
+# the fleet starts, so no lookup should get that response.
 LOOKUP_RETRY_AFTER = 2
 
 
@@ -107,7 +108,10 @@ def free_ports() -> tuple[int, int]:
 
 
 def provision(count: int) -> tuple[list[str], str]:
-    """Import ``count`` products and map them to one hosted tenant; return the Product IDs and an access key."""
+    """Import ``count`` products and map them to one hosted tenant.
+
+    Returns the Product IDs and a new provisioning access key for the ECs.
+    """
     import io
 
     from audit.services import Actor
@@ -195,7 +199,7 @@ def approve_pending(run: ApproverRun) -> None:
     with schema_context(TENANT_SCHEMA):
         pending = (OnboardRequest.objects.filter(status=OnboardRequest.Status.PENDING)
                    .order_by("-created_at").values_list("pk", "product_id"))
-        # One call may not name two requests of the same EC, and the newest carries the key the EC now holds.
+        # One call may not name two requests of the same EC, and the newest has the key the EC now uses.
         newest: dict[str, object] = {}
         for pk, product_id in pending:
             newest.setdefault(product_id, pk)
@@ -206,8 +210,8 @@ def approve_pending(run: ApproverRun) -> None:
             try:
                 run.approved += len(approve_onboard_requests(chunk, actor=actor))
             except PortalError as error:
-                # A request superseded by the EC's next one between the read and the lock: the next round approves
-                # the newer one.
+                # The EC sent a newer request between the read and the lock, which superseded this one. The next
+                # round approves the newer request.
                 run.errors.append(f"{error.code}: {error.detail[:200]}")
 
 
@@ -354,8 +358,8 @@ def print_results(args, figures: dict, report_path: Path, folder: Path) -> bool:
 
     passed = tunnel_up == count and last_up is not None and last_up <= TARGET_SECONDS
     print()
-    shown = f"{last_up:.1f} s" if last_up is not None else "never"
-    print(f"  last EC tunnel-up at {shown} after the fleet's start; {tunnel_up:,} of {count:,} up; "
+    last_up_text = f"{last_up:.1f} s" if last_up is not None else "never"
+    print(f"  last EC tunnel-up at {last_up_text} after the fleet's start; {tunnel_up:,} of {count:,} up; "
           f"EC lost = {lost:,}   (target: all within {TARGET_SECONDS} s, none lost)   {benchlib.verdict(passed)}")
     if tunnel_up != count:
         print(f"  not every EC reached tunnel-up; the logs and report are kept in {folder}")
