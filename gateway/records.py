@@ -104,14 +104,15 @@ def renew_peer_certificate(peer: TunnelPeer, csr_pem: str, *, source_address: st
 
 
 @released_connection
-def mark_online(peer: TunnelPeer, *, firmware: str, config_version: int) -> None:
+def mark_online(peer: TunnelPeer, *, firmware: str, config_version: int, address: str | None = None) -> None:
     now = timezone.now()
     with schema_context(peer.schema_name):
         EdgeController.objects.filter(pk=peer.edge_controller_id).update(
             online=True, tunnel_connected_at=now, last_heartbeat_at=now, firmware=firmware[:64],
-            applied_config_version=config_version,
+            applied_config_version=config_version, tunnel_address=address,
         )
-    logger.info("Tunnel up: %s in %s (certificate %s)", peer.product_id, peer.schema_name, peer.serial_hex)
+    logger.info("Tunnel up: %s in %s from %s (certificate %s)", peer.product_id, peer.schema_name, address or "?",
+                peer.serial_hex)
 
 
 @released_connection

@@ -266,7 +266,7 @@ class TunnelGateway:
         except (TypeError, ValueError):
             config_version = 0
         await _in_thread(records.mark_online)(peer, firmware=str(hello.get("firmware", "")),
-                                              config_version=config_version)
+                                              config_version=config_version, address=session.address)
         try:
             await self._send(writer, {"type": "hello", "heartbeat_interval": self.heartbeat_interval,
                                       "tenant": peer.schema_name, "product_id": peer.product_id})

@@ -41,6 +41,8 @@ class EdgeController(models.Model):
     online = models.BooleanField(default=False)
     tunnel_connected_at = models.DateTimeField(null=True, blank=True)
     tunnel_disconnected_at = models.DateTimeField(null=True, blank=True)
+    # The address the EC's last tunnel came from, as the gateway saw it.
+    tunnel_address = models.GenericIPAddressField(null=True, blank=True)
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
     firmware = models.CharField(max_length=64, blank=True)
     applied_config_version = models.IntegerField(default=0)

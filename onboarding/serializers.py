@@ -52,7 +52,8 @@ class EdgeControllerSerializer(serializers.ModelSerializer):
     class Meta:
         model = EdgeController
         fields = ["product_id", "state", "tags", "facts", "first_seen_at", "last_seen_at", "online",
-                  "tunnel_connected_at", "last_heartbeat_at", "firmware", "applied_config_version"]
+                  "tunnel_connected_at", "tunnel_disconnected_at", "tunnel_address", "last_heartbeat_at", "firmware",
+                  "applied_config_version"]
 
 
 class RevokeSerializer(serializers.Serializer):
