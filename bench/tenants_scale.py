@@ -18,8 +18,8 @@ nothing to apply (every tenant schema visited in turn, as after a deploy
 without new migrations), and deleting the M migrated tenants with the drop
 policy through ``tenants.deletion.delete_hosted_tenant``.
 
-Target: cloning takes at most half the time per tenant of migrating
-(a speed-up of 2x or more). The no-op ``migrate_schemas`` and the deletions
+Target, a goal this project set itself: cloning takes at most half the time
+per tenant of migrating (a speed-up of 2x or more). The no-op ``migrate_schemas`` and the deletions
 are reported without a target.
 """
 
