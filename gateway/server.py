@@ -128,6 +128,8 @@ class TunnelGateway:
         # kept across reconnects so that reconnecting does not lift the limit.
         self._renewal_started: dict[tuple[str, str], float] = {}
         self._renewals: set[asyncio.Task] = set()
+        # The connection handlers running now, so that stop() can let them mark their ECs offline.
+        self._handlers: set[asyncio.Task] = set()
 
     # Start and stop.
 
@@ -181,6 +183,14 @@ class TunnelGateway:
         notice = {"type": "reconnect", "reason": "shutdown", "within": RECONNECT_SPREAD_SECONDS}
         # Each notice waits at most a moment for a slow EC's socket, so shutdown stays bounded.
         await asyncio.gather(*(self._notify_and_close(session, notice) for session in sessions))
+        if self._handlers:
+            # Each handler marks its EC offline as it ends; bounded, because the database may be down.
+            _done, pending = await asyncio.wait(set(self._handlers), timeout=SHUTDOWN_NOTICE_TIMEOUT * 2)
+            # Connections still in their handshake or hello wait have no session to close: cancel them.
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=SHUTDOWN_NOTICE_TIMEOUT)
         logger.info("Tunnel gateway stopped; told %d ECs to reconnect", len(sessions))
         await self._flush_heartbeats()
 
@@ -231,6 +241,14 @@ class TunnelGateway:
         return message
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._handlers.add(task)
+        try:
+            await self._handle_connection(reader, writer)
+        finally:
+            self._handlers.discard(task)
+
+    async def _handle_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         address = writer.get_extra_info("peername")
         try:
             peer = await self._identify(writer)
