@@ -280,7 +280,7 @@ ZTSP_CA_KEY_BACKEND = env.str("ZTSP_CA_KEY_BACKEND", default="software")
 ZTSP_SIGNER_BACKENDS = {"software": "pki.signers.SoftwareBackend"}
 # After an issuing CA rotation, the old CA stays trusted this long (days) while its ECs renew.
 ZTSP_CA_OVERLAP_DAYS = env.int("ZTSP_CA_OVERLAP_DAYS", default=30)
-# ECs are told to renew when this few days of validity are left (days).
+# ECs are sent a renewal reminder when this many days of validity are left (days).
 ZTSP_EC_RENEW_BEFORE_DAYS = env.int("ZTSP_EC_RENEW_BEFORE_DAYS", default=30)
 # A CRL is re-signed at least this often even with no revocation (seconds); its
 # nextUpdate is ZTSP_CRL_NEXT_UPDATE_HOURS after signing.

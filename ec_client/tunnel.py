@@ -63,7 +63,7 @@ class TunnelClosed(Exception):
 class ReconnectRequested(Exception):
     """The gateway asked the EC to reconnect, for example because it is shutting down."""
 
-    # Longest delay (seconds) the EC waits when the gateway names none.
+    # Maximum delay (seconds) the EC waits when the gateway sends no window.
     DEFAULT_WITHIN = 10.0
 
     def __init__(self, message: dict[str, Any]):

@@ -68,7 +68,7 @@ HELLO_TIMEOUT = 10.0
 # Heartbeat times are written in batches at most this often (seconds), so
 # 10,000 ECs beating every 30 s cost a few writes per second, not hundreds.
 HEARTBEAT_FLUSH_INTERVAL = 5.0
-# On shutdown, ECs are told to reconnect after a random delay of up to this many seconds.
+# On shutdown, each EC is sent a reconnect message with a random delay of up to this many seconds.
 RECONNECT_SPREAD_SECONDS = 10
 # How long shutdown waits to hand the reconnect notice to one EC's socket (seconds).
 SHUTDOWN_NOTICE_TIMEOUT = 2.0
@@ -191,7 +191,7 @@ class TunnelGateway:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=SHUTDOWN_NOTICE_TIMEOUT)
-        logger.info("Tunnel gateway stopped; told %d ECs to reconnect", len(sessions))
+        logger.info("Tunnel gateway stopped; sent a reconnect message to %d ECs", len(sessions))
         await self._flush_heartbeats()
 
     async def _notify_and_close(self, session: Session, notice: dict) -> None:

@@ -84,7 +84,7 @@ class OnboardRequest(models.Model):
     # Set when the EC already had a pending request or a certificate with
     # another key (a factory reset, or an impostor): the admin must look.
     conflict = models.BooleanField(default=False)
-    # Set when the EC already holds a certificate and this CSR carries another
+    # Set when the EC already has a certificate and this CSR carries another
     # key (a factory reset, or an impostor). A conflict without it is the same
     # key enrolling again, as after a certificate expired while offline.
     key_change = models.BooleanField(default=False)

@@ -103,7 +103,7 @@ def submit_onboard_request(raw_product_id: str, csr_pem: str, facts, *, source_a
     try:
         with transaction.atomic():
             controller, _ = EdgeController.objects.select_for_update().get_or_create(product_id=product_id)
-            # A decommissioned EC that asks again is flagged too: the admin took it out of service on purpose.
+            # A decommissioned EC that requests onboarding again is flagged too, because an admin retired it.
             returning = controller.state in (EdgeController.State.ONBOARDED, EdgeController.State.DECOMMISSIONED)
             conflict = returning or OnboardRequest.objects.filter(
                 edge_controller=controller,
@@ -145,7 +145,7 @@ def submit_onboard_request(raw_product_id: str, csr_pem: str, facts, *, source_a
 
 
 def _key_differs_from_last_certificate(controller: EdgeController, csr) -> bool:
-    """Whether the EC was issued a certificate before, for a key other than the CSR's."""
+    """Return whether the EC was issued a certificate before for a key other than the CSR's."""
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 

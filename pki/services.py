@@ -145,7 +145,7 @@ def rotate_issuing_ca(tenant, *, actor: Actor, overlap: timedelta | None = None)
 
     New certificates come from the new CA at once. During the overlap the
     gateway accepts both CAs' certificates and each CA keeps serving its CRL;
-    the renewal reminder asks every EC still on the old CA to renew.
+    the renewal reminder requests a renewal from every EC still on the old CA.
     """
     if overlap is None:
         overlap = timedelta(days=settings.ZTSP_CA_OVERLAP_DAYS)
@@ -174,7 +174,7 @@ def active_issuing_ca() -> IssuingCA:
 
 
 def trusted_issuing_cas():
-    """The issuing CAs whose certificates are accepted now: the active one and retired ones in overlap."""
+    """Return the issuing CAs whose certificates are accepted now: the active one and retired ones in overlap."""
     return IssuingCA.objects.filter(Q(trusted_until__isnull=True) | Q(trusted_until__gt=timezone.now()))
 
 
@@ -283,7 +283,7 @@ def issue_certificates(onboard_requests: list, *, tenant) -> list[IssuedCertific
     """
     product_ids = [onboard_request.product_id for onboard_request in onboard_requests]
     if len(set(product_ids)) != len(product_ids):
-        raise ValueError("The batch holds two onboard requests for one EC; issue them one at a time.")
+        raise ValueError("Invalid batch: it contains two onboard requests for one EC; issue them one at a time.")
     if not onboard_requests:
         return []
     issuing_ca = active_issuing_ca()
@@ -344,7 +344,7 @@ def issue_certificates(onboard_requests: list, *, tenant) -> list[IssuedCertific
 
 def renew_certificate(current_serial_hex: str, csr_pem: str | bytes, *, tenant, source: str,
                       actor: Actor) -> IssuedCertificate:
-    """Issue a new certificate to the EC that holds active certificate ``current_serial_hex``.
+    """Issue a new certificate to the EC whose active certificate is ``current_serial_hex``.
 
     The caller has authenticated the EC with that certificate (the tunnel's or
     EST's TLS client certificate). The CSR may carry a new key; its subject

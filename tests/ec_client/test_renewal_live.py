@@ -47,4 +47,5 @@ def test_agent_renews_due_certificate_and_reconnects(world, live_stack, committe
     assert format(stored.serial_number, "x") == renewed.serial_hex
     assert stored.public_key() == key.public_key()
     gateway_log = (live_stack.logs / "gateway.log").read_text()
-    assert re.search(rf"Tunnel up: {re.escape(product_id)} in \S+ from \S+ \(certificate {renewed.serial_hex}\)", gateway_log)
+    tunnel_up = rf"Tunnel up: {re.escape(product_id)} in \S+ from \S+ \(certificate {renewed.serial_hex}\)"
+    assert re.search(tunnel_up, gateway_log)

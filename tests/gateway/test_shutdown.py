@@ -1,4 +1,4 @@
-"""A stopping gateway tells its ECs to reconnect, and the EC's tunnel client waits a random part of the window."""
+"""A stopping gateway sends each EC a reconnect message, and the EC waits a random part of the window."""
 
 from __future__ import annotations
 

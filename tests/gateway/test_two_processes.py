@@ -1,4 +1,4 @@
-"""Two tunnel gateway processes side by side: a push reaches the EC whichever process holds its tunnel."""
+"""Two tunnel gateway processes side by side: a push reaches the EC whichever process has its tunnel."""
 
 from __future__ import annotations
 

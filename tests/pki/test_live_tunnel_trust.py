@@ -234,7 +234,7 @@ def test_tunnel_server_certificate_passes_pkilint_and_verify(world, live_stack, 
     )
 
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    # The development gateway also answers to "localhost", a one-label name that
+    # The development gateway certificate also names "localhost", a one-label name that
     # pkilint's domain check refuses; a deployment names its own host instead.
     findings = [finding for result in run_pkilint("lint_pkix_cert", [], tmp_path / "server.pem")
                 for finding in result["finding_descriptions"]]

@@ -20,7 +20,7 @@ class Command(BaseCommand):
                             help="Mark every EC offline at start (only when this is the sole gateway)")
 
     def handle(self, *args, bind, port, heartbeat_interval, reset_online, **options):
-        # Outside production the gateway also answers to "localhost" for local tools; pkilint rejects that
+        # Outside production the certificate also names "localhost" for local tools; pkilint rejects that
         # one-label name, so a production certificate carries only the public host.
         names = sorted({settings.ZTSP_TUNNEL_PUBLIC_HOST} | (set() if settings.PRODUCTION else {"localhost"}))
         context = build_server_context(dns_names=names, ip_addresses=["127.0.0.1", "::1"])
