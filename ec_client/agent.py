@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from ec_client import __version__
 from ec_client.http import (
@@ -49,6 +50,7 @@ from ec_client.keys import (
     private_key_pem,
     verify_certificate,
 )
+from ec_client.proof import sign_with_key, sign_with_secret
 from ec_client.state import (
     CA_CHAIN_FILE,
     CERT_FILE,
@@ -507,13 +509,17 @@ class Agent:
 
     async def _lookup(self) -> None:
         device = self.device
+        body: dict[str, Any] = {"product_id": device.product_id, "facts": device.facts}
         response = await self._call(
-            "lookup",
-            "POST",
-            f"{device.provision_url}/api/v1/ztp/lookup",
-            token=device.access_key,
-            body={"product_id": device.product_id, "facts": device.facts},
+            "lookup", "POST", f"{device.provision_url}/api/v1/ztp/lookup", token=device.access_key, body=body
         )
+        if response is not None and self._proof_requested(response):
+            # One more round trip at once: the challenge expires in minutes.
+            body["proof"] = {"challenge": response.body["challenge"],
+                             "signature": self._sign_challenge(response.body["challenge"])}
+            response = await self._call(
+                "lookup", "POST", f"{device.provision_url}/api/v1/ztp/lookup", token=device.access_key, body=body
+            )
         if response is None:
             return
         if not 200 <= response.status < 300:
@@ -535,9 +541,27 @@ class Agent:
 
         self.state.director_url = director_url.rstrip("/")
         self.state.tenant_access_key = tenant_key
+        lookup_proof = response.body.get("lookup_proof")
+        self.state.lookup_proof = lookup_proof if isinstance(lookup_proof, str) and lookup_proof else None
         self.state.forget_request()
         self._reach("looked_up")
         logger.info("%s: looked up, Director is %s", self.product_id, self.state.director_url)
+
+    def _proof_requested(self, response: ApiResponse) -> bool:
+        """Whether a lookup answer asks for a device proof this EC can give."""
+        return (
+            response.status == 401
+            and response.code.startswith("device_proof_")
+            and isinstance(response.body.get("challenge"), str)
+            and self.device.credential is not None
+        )
+
+    def _sign_challenge(self, challenge: str) -> str:
+        credential = self.device.credential or {}
+        if credential.get("type") == "secret":
+            return sign_with_secret(credential["secret"].encode(), self.product_id, challenge)
+        key = load_pem_private_key(credential["private_key_pem"].encode(), password=None)
+        return sign_with_key(key, self.product_id, challenge)
 
     async def _onboard(self) -> None:
         csr_pem = await asyncio.to_thread(load_or_create_csr, self.state_dir, self.key, self.product_id)
@@ -549,7 +573,8 @@ class Agent:
             # The Director cannot see ZTP lookups, so the EC sends the time of its
             # last successful lookup, for the admin's timeline.
             body={"product_id": self.product_id, "csr": csr_pem,
-                  "facts": {**self.device.facts, **self._lookup_fact()}},
+                  "facts": {**self.device.facts, **self._lookup_fact()},
+                  **({"lookup_proof": self.state.lookup_proof} if self.state.lookup_proof else {})},
         )
         if response is None:
             return

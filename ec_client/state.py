@@ -148,6 +148,10 @@ class DeviceConfig:
     # Provisioning access key: a secret, never logged.
     access_key: str = field(repr=False)
     facts: dict[str, Any]
+    # The per-device credential from the factory, when the vendor imported
+    # one: {"type": "public_key", "private_key_pem": ...} or
+    # {"type": "secret", "secret": ...}. A secret, never logged.
+    credential: dict[str, str] | None = field(default=None, repr=False)
 
 
 def write_device(
@@ -156,10 +160,12 @@ def write_device(
     provision_url: str,
     access_key: str,
     facts: dict[str, Any],
+    credential: dict[str, str] | None = None,
 ) -> Path:
     """Create ``state_dir`` if needed, write its ``device.json`` and return that path.
 
-    The file contains the provisioning access key, so it is written with mode 0600.
+    The file contains the provisioning access key and the device credential,
+    so it is written with mode 0600.
     """
     validate_product_id(product_id)
     if not provision_url.startswith(("http://", "https://")):
@@ -175,6 +181,11 @@ def write_device(
         "access_key": access_key,
         "facts": dict(facts),
     }
+    if credential is not None:
+        problem = credential_problem(credential)
+        if problem:
+            raise ValueError(f"invalid credential for {product_id}: {problem}")
+        document["credential"] = dict(credential)
     write_json(path, document, mode=0o600)
     return path
 
@@ -203,12 +214,32 @@ def load_device(state_dir: Path) -> DeviceConfig:
     except ValueError as error:
         raise StateError(f"invalid {path}: {error}") from None
 
+    credential = document.get("credential")
+    if credential is not None:
+        problem = credential_problem(credential)
+        if problem:
+            raise StateError(f"invalid {path}: credential: {problem}")
+
     return DeviceConfig(
         product_id=document["product_id"],
         provision_url=document["provision_url"].rstrip("/"),
         access_key=document["access_key"],
         facts=facts,
+        credential=credential,
     )
+
+
+def credential_problem(credential: Any) -> str | None:
+    """Say what is wrong with a device credential document, or return None."""
+    if not isinstance(credential, dict):
+        return "expected a JSON object"
+    kind = credential.get("type")
+    field_name = {"public_key": "private_key_pem", "secret": "secret"}.get(kind)
+    if field_name is None:
+        return f"type {kind!r} is not 'public_key' or 'secret'"
+    if not isinstance(credential.get(field_name), str) or not credential[field_name]:
+        return f"{field_name!r} is missing or not a non-empty string"
+    return None
 
 
 @dataclass
@@ -220,6 +251,9 @@ class AgentState:
     tenant_access_key: str | None = field(default=None, repr=False)
     request_id: str | None = None
     poll_token: str | None = field(default=None, repr=False)
+    # The lookup's token saying this EC proved its device credential, for
+    # the onboard request.
+    lookup_proof: str | None = field(default=None, repr=False)
     tunnel_host: str | None = None
     tunnel_port: int | None = None
     # Phase name to the UTC time (ISO 8601) it was last reached.
@@ -238,6 +272,7 @@ class AgentState:
         self.forget_request()
         self.director_url = None
         self.tenant_access_key = None
+        self.lookup_proof = None
 
 
 def load_state(state_dir: Path) -> AgentState:
@@ -261,7 +296,7 @@ def load_state(state_dir: Path) -> AgentState:
     state = AgentState(**{key: value for key, value in document.items() if key in known})
     # A hand-edited file may contain other types. Dropping them is safe because
     # the agent fetches a missing value again.
-    for name in ("director_url", "tenant_access_key", "request_id", "poll_token", "tunnel_host"):
+    for name in ("director_url", "tenant_access_key", "request_id", "poll_token", "lookup_proof", "tunnel_host"):
         if not isinstance(getattr(state, name), str | None):
             setattr(state, name, None)
     if not isinstance(state.last_error, str | None):

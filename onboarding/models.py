@@ -72,6 +72,11 @@ class OnboardRequest(models.Model):
         ONBOARD_API = "onboard_api", "Onboard API"
         EST = "est", "EST simpleenroll"
 
+    class DeviceProof(models.TextChoices):
+        VERIFIED = "verified", "Device credential proven at lookup"
+        MISSING = "missing", "Not proven, although the product has a device credential"
+        NOT_REGISTERED = "not_registered", "No device credential was imported"
+
     # The request_id of the API.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     edge_controller = models.ForeignKey(EdgeController, on_delete=models.CASCADE, related_name="onboard_requests")
@@ -90,6 +95,12 @@ class OnboardRequest(models.Model):
     key_change = models.BooleanField(default=False)
     # How the EC sent the request; the certificate's source follows it.
     channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.ONBOARD_API)
+    # Whether the EC proved possession of the per-device credential the vendor
+    # imported, through the lookup proof token it sent. "missing" means
+    # someone with the tenant access key but not the device's credential may
+    # have sent it, so the admin must look.
+    device_proof = models.CharField(max_length=16, choices=DeviceProof.choices, default=DeviceProof.NOT_REGISTERED,
+                                    db_default=DeviceProof.NOT_REGISTERED)
     created_at = models.DateTimeField(auto_now_add=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     decided_by = models.CharField(max_length=150, blank=True)

@@ -8,6 +8,9 @@ class OnboardSubmitSerializer(serializers.Serializer):
     product_id = serializers.CharField(max_length=200)
     csr = serializers.CharField(max_length=16384, trim_whitespace=False, help_text="PEM PKCS#10 CSR")
     facts = FactsField(required=False, default=dict)
+    lookup_proof = serializers.CharField(max_length=500, required=False, help_text=(
+        "The lookup_proof the ZTP lookup returned after the EC proved its device credential; without it, a "
+        "request for a product with a device credential is flagged to the tenant admin."))
 
 
 class OnboardAcceptedSerializer(serializers.Serializer):
@@ -42,7 +45,8 @@ class OnboardRequestSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = OnboardRequest
-        fields = ["request_id", "product_id", "status", "channel", "conflict", "key_change", "facts", "source_address",
+        fields = ["request_id", "product_id", "status", "channel", "conflict", "key_change", "device_proof", "facts",
+                  "source_address",
                   "created_at", "decided_at", "decided_by", "decision_note"]
 
 

@@ -20,7 +20,9 @@ from common import tokens
 from onboarding.events import publish_request_changed, publish_requests_changed
 from onboarding.models import EdgeController, OnboardRequest, Tag
 from pki import crypto
+from provisioning.models import Product
 from provisioning.product_ids import InvalidProductId, parse_product_id
+from provisioning.services.device_proof import read_lookup_proof
 
 logger = logging.getLogger(__name__)
 
@@ -76,13 +78,27 @@ def _clean_facts(facts) -> dict:
     return facts
 
 
+def device_proof_status(product_id: str, lookup_proof) -> str:
+    """Whether a new onboard request is backed by the device credential, from the EC's lookup proof token.
+
+    The product table is in the public schema, which every tenant's search
+    path includes; the token is signed by this deployment's Provision Server.
+    """
+    if read_lookup_proof(lookup_proof, product_id) is not None:
+        return OnboardRequest.DeviceProof.VERIFIED
+    has_credential = Product.objects.filter(product_id=product_id).exclude(credential="").exists()
+    return OnboardRequest.DeviceProof.MISSING if has_credential else OnboardRequest.DeviceProof.NOT_REGISTERED
+
+
 def submit_onboard_request(raw_product_id: str, csr_pem: str, facts, *, source_address: str | None,
-                           channel: str = OnboardRequest.Channel.ONBOARD_API) -> SubmitResult:
+                           channel: str = OnboardRequest.Channel.ONBOARD_API, lookup_proof=None) -> SubmitResult:
     """Record an onboard request from an EC, or return the existing one for the same CSR.
 
     A new CSR for an EC that is already pending or onboarded is recorded with
     ``conflict`` set, for the admin to decide. Until approved, it changes
-    nothing about the EC. Raises :class:`OnboardRejected` for a bad Product ID, facts or CSR,
+    nothing about the EC. ``lookup_proof`` is the token of a lookup that
+    proved the device credential; its absence is flagged on a product that
+    has one (``device_proof``). Raises :class:`OnboardRejected` for a bad Product ID, facts or CSR,
     with nothing written.
     """
     try:
@@ -100,6 +116,7 @@ def submit_onboard_request(raw_product_id: str, csr_pem: str, facts, *, source_a
     if existing is not None:
         return SubmitResult(existing, False, poll_token_for(existing))
 
+    device_proof = device_proof_status(product_id, lookup_proof)
     try:
         with transaction.atomic():
             controller, _ = EdgeController.objects.select_for_update().get_or_create(product_id=product_id)
@@ -125,17 +142,22 @@ def submit_onboard_request(raw_product_id: str, csr_pem: str, facts, *, source_a
                 conflict=conflict,
                 key_change=key_change,
                 channel=channel,
+                device_proof=device_proof,
             )
             record_event(
                 "onboard_request.create", actor=Actor.for_device(product_id, source_address),
                 object_type="onboard_request", object_id=str(onboard_request.pk),
-                details={"product_id": product_id, "conflict": conflict, "key_change": key_change},
+                details={"product_id": product_id, "conflict": conflict, "key_change": key_change,
+                         "device_proof": device_proof},
             )
     except IntegrityError:
         # A concurrent identical request won the unique constraint: return it.
         existing = OnboardRequest.objects.get(product_id=product_id, csr_fingerprint=fingerprint)
         return SubmitResult(existing, False, poll_token_for(existing))
 
+    if device_proof == OnboardRequest.DeviceProof.MISSING:
+        logger.warning("Onboard request %s for %s is not backed by the product's device credential",
+                       onboard_request.pk, product_id)
     if conflict:
         logger.warning("Onboard request %s for %s conflicts with an existing request or certificate",
                        onboard_request.pk, product_id)

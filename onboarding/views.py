@@ -64,7 +64,8 @@ class OnboardView(APIView):
         data = serializer.validated_data
         try:
             result = submit_onboard_request(data["product_id"], data["csr"], data["facts"],
-                                            source_address=client_address(request))
+                                            source_address=client_address(request),
+                                            lookup_proof=data.get("lookup_proof"))
         except OnboardRejected as error:
             raise ApiError(400, error.code, error.detail) from error
         status_value = result.request.status

@@ -19,20 +19,37 @@ class FactsField(serializers.DictField):
         return value
 
 
+class DeviceProofSerializer(serializers.Serializer):
+    challenge = serializers.CharField(max_length=200, help_text="The challenge of the last 401 device_proof_* answer.")
+    signature = serializers.CharField(max_length=1024, help_text=(
+        "Base64 signature of 'ztsp-lookup-proof/v1\\n<Product ID>\\n<challenge>': ECDSA or RSA PKCS#1 v1.5 with "
+        "SHA-256, or Ed25519, for a public key credential; HMAC-SHA256 keyed with SHA-256(secret) for a secret."))
+
+
 class LookupRequestSerializer(serializers.Serializer):
     product_id = serializers.CharField(max_length=200, trim_whitespace=True)
     facts = FactsField(required=False, default=dict)
+    proof = DeviceProofSerializer(required=False, help_text=(
+        "Proof of possession of the device credential, needed when the vendor imported one for this product."))
 
 
 class LookupResponseSerializer(serializers.Serializer):
     product_id = serializers.CharField()
     director_url = serializers.URLField()
     access_key = serializers.CharField(help_text="The tenant access key to present to the Director.")
+    lookup_proof = serializers.CharField(required=False, help_text=(
+        "Present when the EC proved possession of its device credential: send it to the Director as "
+        "lookup_proof with the onboard request."))
 
 
 class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField()
     detail = serializers.CharField()
+
+
+class DeviceProofErrorSerializer(ErrorSerializer):
+    challenge = serializers.CharField(required=False, help_text="Sign this with the device credential.")
+    challenge_expires_in = serializers.IntegerField(required=False, help_text="Seconds the challenge stays valid.")
 
 
 class ReportRequestSerializer(serializers.Serializer):

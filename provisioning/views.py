@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from common.http import bearer_token, client_address
 from config.api import ApiError
 from provisioning.serializers import (
+    DeviceProofErrorSerializer,
     ErrorSerializer,
     LookupRequestSerializer,
     LookupResponseSerializer,
@@ -61,7 +62,10 @@ class ZtpLookupView(APIView):
         responses={
             200: LookupResponseSerializer,
             400: OpenApiResponse(ErrorSerializer, description="Malformed Product ID or body"),
-            401: OpenApiResponse(ErrorSerializer, description="Missing, unknown, revoked or expired access key"),
+            401: OpenApiResponse(DeviceProofErrorSerializer, description=(
+                "Missing, unknown, revoked or expired access key; or, for a product with an imported device "
+                "credential, a missing or bad proof (codes device_proof_required, device_proof_invalid, "
+                "device_proof_expired, device_proof_replayed), with a new challenge to sign")),
             403: OpenApiResponse(ErrorSerializer, description="Product disabled or decommissioned"),
             404: OpenApiResponse(ErrorSerializer, description="Unknown Product ID"),
             409: OpenApiResponse(ErrorSerializer, description="Not claimed or not mapped yet; see Retry-After"),
@@ -86,13 +90,15 @@ class ZtpLookupView(APIView):
                 access_key=access_key,
                 facts=serializer.validated_data["facts"],
                 source_address=client_address(request),
+                proof=serializer.validated_data.get("proof"),
             )
         except LookupFailed as error:
             headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
-            raise ApiError(error.status, error.code, error.detail, headers=headers) from error
-        return Response(
-            {"product_id": result.product_id, "director_url": result.director_url, "access_key": result.access_key}
-        )
+            raise ApiError(error.status, error.code, error.detail, headers=headers, extra=error.extra) from error
+        body = {"product_id": result.product_id, "director_url": result.director_url, "access_key": result.access_key}
+        if result.lookup_proof:
+            body["lookup_proof"] = result.lookup_proof
+        return Response(body)
 
 
 class ZtpReportView(APIView):

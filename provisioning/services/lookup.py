@@ -14,6 +14,7 @@ from django.utils import timezone
 from common import tokens
 from provisioning.models import Product, ProvisioningAccessKey
 from provisioning.product_ids import InvalidProductId, parse_product_id
+from provisioning.services import device_proof
 from provisioning.services.access_keys import key_allows_model
 from provisioning.services.lookup_history import record_lookup_event
 
@@ -30,11 +31,14 @@ LAST_SEEN_WRITE_INTERVAL = timedelta(seconds=60)
 class LookupFailed(Exception):
     """The lookup cannot return a Director; carries the API status, code and detail."""
 
-    def __init__(self, status: int, code: str, detail: str, *, retry_after: int | None = None):
+    def __init__(self, status: int, code: str, detail: str, *, retry_after: int | None = None,
+                 extra: dict | None = None):
         self.status = status
         self.code = code
         self.detail = detail
         self.retry_after = retry_after
+        # More fields of the error body, e.g. the challenge of a proof request.
+        self.extra = extra or {}
         super().__init__(detail)
 
 
@@ -43,6 +47,9 @@ class LookupResult:
     product_id: str
     director_url: str
     access_key: str
+    # Set when the EC proved possession of its device credential: a token
+    # for the Director (see provisioning.services.device_proof).
+    lookup_proof: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,11 +110,15 @@ def decide_lookup(product_id: str, product: Product | None, *, retry_after: int)
 
 
 def lookup_product(raw_product_id: str, *, access_key: ProvisioningAccessKey, facts: dict,
-                   source_address: str | None) -> LookupResult:
+                   source_address: str | None, proof=None) -> LookupResult:
     """Return the Director URL and tenant access key for a product, or raise :class:`LookupFailed`.
 
-    Every outcome is also offered to the lookup history, which keeps at most
-    one row per product and outcome a minute.
+    A product with an imported device credential also needs ``proof`` (see
+    :mod:`provisioning.services.device_proof`); it is checked only when the
+    lookup would return the tenant access key, so a device still waiting to
+    be mapped does not sign on every retry. Every outcome is also offered to
+    the lookup history, which keeps at most one row per product and outcome
+    a minute.
     """
     try:
         product_id = str(parse_product_id(raw_product_id))
@@ -137,6 +148,20 @@ def lookup_product(raw_product_id: str, *, access_key: ProvisioningAccessKey, fa
         _record_seen(product, facts, source_address)
 
     decision = decide_lookup(product_id, product, retry_after=settings.ZTSP_LOOKUP_RETRY_AFTER)
+    proof_method = None
+    if decision.ok and device_proof.requires_proof(product):
+        try:
+            proof_method = device_proof.verify_proof(product, proof)
+        except device_proof.DeviceProofFailed as failure:
+            decision = LookupDecision(401, failure.code, failure.detail)
+            record_lookup_event(product_id, access_key_id=access_key.key_id, status=401, code=failure.code,
+                                source_address=source_address, known_product=True)
+            if failure.code != "device_proof_required":
+                logger.warning("ZTP lookup for %s (access key %s) failed its device proof: %s", product_id,
+                               access_key.key_id, failure.code)
+            raise LookupFailed(401, failure.code, failure.detail, extra={
+                "challenge": failure.challenge, "challenge_expires_in": device_proof.CHALLENGE_TTL_SECONDS,
+            }) from failure
     record_lookup_event(product_id, access_key_id=access_key.key_id, status=decision.status, code=decision.code,
                         source_address=source_address, known_product=product is not None)
     if not decision.ok:
@@ -149,6 +174,7 @@ def lookup_product(raw_product_id: str, *, access_key: ProvisioningAccessKey, fa
         product_id=product_id,
         director_url=registration.management_url,
         access_key=tokens.decrypt(registration.access_key_encrypted).decode(),
+        lookup_proof=device_proof.issue_lookup_proof(product_id, proof_method) if proof_method else None,
     )
 
 

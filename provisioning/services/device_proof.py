@@ -1,0 +1,207 @@
+"""Proof of possession of a per-device credential at the ZTP lookup.
+
+When the vendor imported a credential for a product (a public key, or the
+SHA-256 of a secret burnt into the device), the lookup returns the tenant
+access key only to a caller that proves it holds the credential. A leaked
+provisioning access key and a guessed or cloned Product ID are then not enough.
+
+The exchange costs one extra round trip and no database write:
+
+1. The EC looks up without ``proof``. The server answers 401
+   ``device_proof_required`` with a ``challenge``: a stateless token that
+   names the Product ID, expires after :data:`CHALLENGE_TTL_SECONDS` and
+   carries a server MAC, so nothing is stored per challenge.
+2. The EC signs :func:`proof_message` (the Product ID and the challenge) and
+   looks up again with ``proof = {"challenge", "signature"}``:
+   - ``public_key``: ECDSA with SHA-256 (DER signature), RSA PKCS#1 v1.5
+     with SHA-256, or Ed25519, base64;
+   - ``secret_sha256``: HMAC-SHA256 keyed with the 32 raw bytes of
+     SHA-256(secret), base64. The stored hash therefore works as the key: a
+     copy of the product table lets its reader answer challenges, which a
+     public key does not (docs/security.md).
+3. Each challenge is accepted once (a cache entry per nonce), so a captured
+   proof cannot be replayed.
+
+A verified lookup returns a ``lookup_proof`` token, signed with the
+deployment's secret key. The EC hands it to the Director with its onboard
+request, and the Director records whether the request is backed by the device
+credential (:func:`read_lookup_proof`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from django.core import signing
+from django.core.cache import cache
+from django.utils.crypto import salted_hmac
+
+from provisioning.models import CredentialType, Product
+
+# A challenge is valid this long, in seconds: long enough for a slow device
+# to sign with an RSA key on a busy CPU, short enough that a leaked one is
+# soon useless.
+CHALLENGE_TTL_SECONDS = 120
+# How long, in seconds, the Director accepts a lookup proof token with an
+# onboard request: an EC onboards right after its lookup, and one that waits
+# longer looks up again before a new request.
+LOOKUP_PROOF_MAX_AGE_SECONDS = 24 * 3600
+# Longest signature accepted, as base64 text (an RSA 4096 signature is 684).
+MAX_SIGNATURE_CHARS = 1024
+MAX_CHALLENGE_CHARS = 200
+
+_CHALLENGE_VERSION = "c1"
+_CHALLENGE_SALT = "ztsp.device-proof.challenge"
+_LOOKUP_PROOF_SALT = "ztsp.device-proof.lookup"
+_USED_NONCE_PREFIX = "ztsp:device-proof:used:"
+
+
+class DeviceProofFailed(Exception):
+    """The lookup needs a (better) proof; carries the API code, detail and a fresh challenge."""
+
+    def __init__(self, code: str, detail: str, challenge: str):
+        self.code = code
+        self.detail = detail
+        self.challenge = challenge
+        super().__init__(detail)
+
+
+@dataclass(frozen=True)
+class LookupProof:
+    """What a lookup proof token says: the product and how it proved possession."""
+
+    product_id: str
+    method: str
+
+
+def requires_proof(product: Product) -> bool:
+    return bool(product.credential_type and product.credential)
+
+
+def proof_message(product_id: str, challenge: str) -> bytes:
+    """The bytes the EC signs: binding the Product ID stops a proof for one product serving another."""
+    return f"ztsp-lookup-proof/v1\n{product_id}\n{challenge}".encode()
+
+
+def issue_challenge(product_id: str, *, now: float | None = None) -> str:
+    expires = int((now if now is not None else time.time()) + CHALLENGE_TTL_SECONDS)
+    nonce = secrets.token_urlsafe(16)
+    mac = _challenge_mac(product_id, expires, nonce)
+    return f"{_CHALLENGE_VERSION}.{expires}.{nonce}.{mac}"
+
+
+def _challenge_mac(product_id: str, expires: int, nonce: str) -> str:
+    digest = salted_hmac(_CHALLENGE_SALT, f"{product_id}|{expires}|{nonce}", algorithm="sha256").digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def verify_proof(product: Product, proof, *, now: float | None = None) -> str:
+    """Check ``proof`` (the lookup body's ``proof``) for ``product``; return the credential type.
+
+    Raises :class:`DeviceProofFailed` with a fresh challenge when the proof
+    is missing, malformed, expired, already used or wrong.
+    """
+    product_id = product.product_id
+    if proof is None:
+        raise _failed("device_proof_required",
+                      f"Product ID {product_id} has a device credential; sign the challenge and send it as proof.",
+                      product_id)
+    if not isinstance(proof, dict) or not isinstance(proof.get("challenge"), str) \
+            or not isinstance(proof.get("signature"), str):
+        raise _failed("device_proof_invalid",
+                      "proof must be an object with the strings challenge and signature; sign the new challenge.",
+                      product_id)
+    challenge, signature_text = proof["challenge"], proof["signature"]
+    if len(challenge) > MAX_CHALLENGE_CHARS or len(signature_text) > MAX_SIGNATURE_CHARS:
+        raise _failed("device_proof_invalid", "proof challenge or signature is too long; sign the new challenge.",
+                      product_id)
+
+    nonce = _check_challenge(product_id, challenge, now)
+    try:
+        signature = base64.b64decode(signature_text, validate=True)
+    except (binascii.Error, ValueError):
+        raise _failed("device_proof_invalid", "proof signature is not base64; sign the new challenge.",
+                      product_id) from None
+    if not _signature_matches(product, proof_message(product_id, challenge), signature):
+        raise _failed("device_proof_invalid",
+                      f"The proof signature does not match the credential imported for Product ID {product_id}.",
+                      product_id)
+    # Spent only once the signature is right, so a forger cannot burn the
+    # real device's challenge. cache.add is atomic: of two concurrent uses
+    # of one challenge, one wins.
+    if not cache.add(_USED_NONCE_PREFIX + nonce, 1, timeout=CHALLENGE_TTL_SECONDS + 5):
+        raise _failed("device_proof_replayed", "This challenge was already used; sign the new challenge.",
+                      product_id)
+    return product.credential_type
+
+
+def _check_challenge(product_id: str, challenge: str, now: float | None) -> str:
+    parts = challenge.split(".")
+    if len(parts) != 4 or parts[0] != _CHALLENGE_VERSION or not parts[1].isdigit():
+        raise _failed("device_proof_invalid", "proof challenge is malformed; sign the new challenge.", product_id)
+    _version, expires_text, nonce, mac = parts
+    expires = int(expires_text)
+    if not hmac.compare_digest(mac, _challenge_mac(product_id, expires, nonce)):
+        raise _failed("device_proof_invalid",
+                      f"proof challenge was not issued for Product ID {product_id}; sign the new challenge.",
+                      product_id)
+    if expires < (now if now is not None else time.time()):
+        raise _failed("device_proof_expired",
+                      f"proof challenge expired (challenges last {CHALLENGE_TTL_SECONDS} s); sign the new challenge.",
+                      product_id)
+    return nonce
+
+
+def _signature_matches(product: Product, message: bytes, signature: bytes) -> bool:
+    if product.credential_type == CredentialType.SECRET_SHA256:
+        key = bytes.fromhex(product.credential)
+        return hmac.compare_digest(hmac.new(key, message, hashlib.sha256).digest(), signature)
+    try:
+        public_key = load_pem_public_key(product.credential.encode())
+    except (ValueError, UnsupportedAlgorithm):
+        # The import validated the key, so this means a corrupted row.
+        return False
+    try:
+        if isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+        elif isinstance(public_key, rsa.RSAPublicKey):
+            public_key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+        elif isinstance(public_key, ed25519.Ed25519PublicKey):
+            public_key.verify(signature, message)
+        else:
+            return False
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _failed(code: str, detail: str, product_id: str) -> DeviceProofFailed:
+    return DeviceProofFailed(code, detail, issue_challenge(product_id))
+
+
+def issue_lookup_proof(product_id: str, method: str) -> str:
+    """A token saying this lookup proved possession of the device credential, for the Director."""
+    return signing.dumps({"p": product_id, "m": method}, salt=_LOOKUP_PROOF_SALT)
+
+
+def read_lookup_proof(token, product_id: str) -> LookupProof | None:
+    """Return what a valid, unexpired token for ``product_id`` says, else None."""
+    if not isinstance(token, str) or not token or len(token) > 500:
+        return None
+    try:
+        data = signing.loads(token, salt=_LOOKUP_PROOF_SALT, max_age=LOOKUP_PROOF_MAX_AGE_SECONDS)
+    except signing.BadSignature:
+        return None
+    if not isinstance(data, dict) or data.get("p") != product_id or not isinstance(data.get("m"), str):
+        return None
+    return LookupProof(product_id, data["m"])
