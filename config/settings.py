@@ -251,6 +251,11 @@ REST_FRAMEWORK = {
         "ztp_access_key": env.str("ZTSP_THROTTLE_ACCESS_KEY", default="6000/min"),
         "ztp_product": env.str("ZTSP_THROTTLE_PRODUCT", default="30/min"),
         "ztp_client": env.str("ZTSP_THROTTLE_CLIENT", default="3000/min"),
+        # POST /api/v1/onboard, counted per tenant. An EC sends one request
+        # and then polls, so the per-product rate only stops floods.
+        "onboard_client": env.str("ZTSP_THROTTLE_ONBOARD_CLIENT", default="3000/min"),
+        "onboard_product": env.str("ZTSP_THROTTLE_ONBOARD_PRODUCT", default="20/min"),
+        "onboard_wrong_key": env.str("ZTSP_THROTTLE_ONBOARD_WRONG_KEY", default="30/min"),
     },
     "UNAUTHENTICATED_USER": None,
 }

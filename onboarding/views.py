@@ -27,6 +27,7 @@ from onboarding.services import (
     reject_onboard_request,
     submit_onboard_request,
 )
+from onboarding.throttles import OnboardClientThrottle, OnboardProductThrottle, WrongAccessKeyThrottle
 from provisioning.serializers import ErrorSerializer
 from tenants.services import tenant_access_key_matches
 
@@ -41,6 +42,7 @@ class OnboardView(APIView):
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    throttle_classes = [OnboardClientThrottle]
 
     @extend_schema(
         operation_id="onboard_submit",
@@ -51,14 +53,24 @@ class OnboardView(APIView):
             400: OpenApiResponse(ErrorSerializer, description="Invalid body or CSR"),
             401: OpenApiResponse(ErrorSerializer, description="Wrong tenant access key"),
             413: OpenApiResponse(ErrorSerializer, description="Body too large"),
+            429: OpenApiResponse(ErrorSerializer, description="Throttled; see Retry-After"),
         },
         tags=["EC API"],
     )
     def post(self, request):
+        wrong_keys = WrongAccessKeyThrottle()
+        if not wrong_keys.allow_request(request, self):
+            self.throttled(request, wrong_keys.wait())
         if not tenant_access_key_matches(request.tenant, bearer_token(request)):
+            wrong_keys.record_failure()
             raise ApiError(401, "invalid_access_key",
                            "Missing or wrong tenant access key: use the access_key that the ZTP lookup returned.",
                            headers={"WWW-Authenticate": 'Bearer realm="onboard"'})
+        # Counted only after the key passed, so a caller without the key
+        # cannot use up a device's allowance.
+        product_throttle = OnboardProductThrottle()
+        if not product_throttle.allow_request(request, self):
+            self.throttled(request, product_throttle.wait())
         serializer = s.OnboardSubmitSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
