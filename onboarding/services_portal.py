@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from audit.services import Actor, record_event
@@ -198,11 +198,28 @@ def revoke_active_certificate(controller: EdgeController, *, actor: Actor, reaso
     return certificate
 
 
+def _unmap_at_provision_server(product_id: str, *, actor: Actor) -> None:
+    """Unmap the EC's product from this tenant at the Provision Server, in the caller's transaction.
+
+    Every Director here is a hosted tenant, so its registrations are found
+    by the management URLs of its domains.
+    """
+    from msp.services.registrations import unmap_product_from_tenant
+    from tenants.models import Domain
+    from tenants.services import management_url_for
+
+    domains = Domain.objects.filter(tenant_id=connection.tenant.pk).values_list("domain", flat=True)
+    unmap_product_from_tenant(product_id, [management_url_for(domain) for domain in domains], actor=actor,
+                              reason=f"decommissioned at tenant {connection.schema_name}")
+
+
 def decommission_edge_controller(controller: EdgeController, *, actor: Actor,
                                  reason: str = "") -> EdgeController:
     """Take an EC out of service: revoke its active certificate, reject its pending requests, mark it.
 
-    A later onboard request from the same EC is recorded as pending again and
+    The product is also unmapped from this tenant at the Provision Server,
+    so the EC's lookups return 409 until its MSP maps it again. An onboard
+    request that still reaches the tenant is recorded as pending again and
     needs a new approval.
     """
     reason = (reason or "").strip()[:REASON_MAX_CHARS]
@@ -238,5 +255,6 @@ def decommission_edge_controller(controller: EdgeController, *, actor: Actor,
                               "rejected_requests": [str(pk) for pk in open_requests]})
         for pk in open_requests:
             publish_request_changed(pk)
+        _unmap_at_provision_server(locked.product_id, actor=actor)
     logger.info("%s decommissioned by %s (revoked %s)", locked.product_id, actor.name, revoked or "nothing")
     return locked

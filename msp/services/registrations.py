@@ -256,3 +256,25 @@ def clear_tenant_registrations(registrations: list[TenantRegistration], *, actor
         logger.info("Deleted tenant registration %s (%s) and unmapped %d products: %s", registration_id,
                     registration.management_url, len(product_ids), reason)
     return unmapped
+
+
+def unmap_product_from_tenant(product_id: str, urls: list[str], *, actor: Actor, reason: str) -> bool:
+    """Unmap ``product_id`` if it is mapped to a registration at one of ``urls``; return whether it was.
+
+    For an EC decommissioned at its Director: its ZTP lookups then return
+    409 ``not_mapped`` until its MSP maps it again, instead of leading it
+    back to the tenant that retired it. A product mapped to another
+    tenant's registration is left alone, so a tenant admin can only unmap
+    its own products.
+    """
+    product = (Product.objects.select_for_update().select_related("tenant_registration")
+               .filter(product_id=product_id, tenant_registration__management_url__in=urls).first())
+    if product is None:
+        return False
+    registration = product.tenant_registration
+    Product.objects.filter(pk=product.pk).update(tenant_registration=None, mapped_at=None)
+    record_event("product.unmap", actor=actor, object_type="product", object_id=product_id,
+                 msp_id=registration.msp_id, details={"tenant_registration": registration.pk, "reason": reason})
+    logger.info("Unmapped %s from tenant registration %s (%s)", product_id, registration.pk, reason)
+    return True
+
