@@ -190,12 +190,12 @@ def _failed(code: str, detail: str, product_id: str) -> DeviceProofFailed:
 
 
 def issue_lookup_proof(product_id: str, method: str) -> str:
-    """A token saying this lookup proved possession of the device credential, for the Director."""
+    """Sign a token for the Director: this lookup proved possession of the device credential."""
     return signing.dumps({"p": product_id, "m": method}, salt=_LOOKUP_PROOF_SALT)
 
 
 def read_lookup_proof(token, product_id: str) -> LookupProof | None:
-    """Return what a valid, unexpired token for ``product_id`` says, else None."""
+    """Return the product and method of a valid, unexpired token for ``product_id``, else None."""
     if not isinstance(token, str) or not token or len(token) > 500:
         return None
     try:
