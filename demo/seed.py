@@ -8,6 +8,8 @@ from a manufacturing CSV that carries the quirks a factory file really has.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import secrets
@@ -15,6 +17,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django_tenants.utils import schema_context
@@ -127,16 +131,36 @@ def ensure_demo_accounts() -> DemoAccounts:
     return result
 
 
-def write_manufacturing_csv(path: Path, count: int) -> list[str]:
-    """Write a factory CSV with ``count`` new Product IDs and typical quirks; return the IDs.
+def device_credential(index: int) -> tuple[dict[str, str], str, str]:
+    """Make the per-device credential of the demo's EC number ``index``.
 
-    Quirks: UTF-8 byte order mark, CRLF line ends, ';' delimiter, a header
-    with the Product ID in the second column, blank lines, surrounding
-    spaces, braces and upper-case UUIDs, one duplicate in another case and
-    two malformed rows.
+    Returns what the EC keeps in its device.json, and the CSV's
+    ``public_key`` and ``secret_sha256`` cells (one of them empty): even ECs
+    get a P-256 key pair, odd ones a random secret.
+    """
+    if index % 2 == 0:
+        key = ec.generate_private_key(ec.SECP256R1())
+        private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption()).decode()
+        public_der = key.public_key().public_bytes(serialization.Encoding.DER,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+        return {"type": "public_key", "private_key_pem": private_pem}, base64.b64encode(public_der).decode(), ""
+    secret = secrets.token_urlsafe(24)
+    return {"type": "secret", "secret": secret}, "", hashlib.sha256(secret.encode()).hexdigest()
+
+
+def write_manufacturing_csv(path: Path, count: int) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """Write a factory CSV with ``count`` new Product IDs and typical quirks; return the IDs and credentials.
+
+    Every product gets a per-device credential (:func:`device_credential`),
+    so the demo's ECs prove possession at lookup. Quirks: UTF-8 byte order
+    mark, CRLF line ends, ';' delimiter, a header with the Product ID in the
+    second column, blank lines, surrounding spaces, braces and upper-case
+    UUIDs, one duplicate in another case and two malformed rows.
     """
     product_ids = [f"{MODELS[index % len(MODELS)]}:{uuid.uuid4()}" for index in range(count)]
-    lines = ["line;product_id;serial"]
+    credentials: dict[str, dict[str, str]] = {}
+    lines = ["line;product_id;serial;public_key;secret_sha256"]
     for index, product_id in enumerate(product_ids):
         model, _, unit = product_id.partition(":")
         if index % 4 == 1:
@@ -145,7 +169,8 @@ def write_manufacturing_csv(path: Path, count: int) -> list[str]:
             shown = f"{model}:{unit.upper()}"
         else:
             shown = product_id
-        lines.append(f"{index + 1};{shown};SN{index:06d}")
+        credentials[product_id], public_key, secret_hash = device_credential(index)
+        lines.append(f"{index + 1};{shown};SN{index:06d};{public_key};{secret_hash}")
         if index % 7 == 3:
             lines.append("")
     if product_ids:
@@ -154,7 +179,7 @@ def write_manufacturing_csv(path: Path, count: int) -> list[str]:
     lines.append("bad;EC100-missing-colon;SN-BAD1")
     lines.append("bad;EC100:not-a-uuid;SN-BAD2")
     path.write_bytes(b"\xef\xbb\xbf" + ("\r\n".join(lines) + "\r\n").encode())
-    return product_ids
+    return product_ids, credentials
 
 
 @dataclass
@@ -163,12 +188,14 @@ class DemoBatch:
     csv_path: Path
     import_report: ImportReport
     tenant_of: dict[str, str]
+    # Product ID to the credential its EC keeps (see device_credential).
+    credentials: dict[str, dict[str, str]]
 
 
 def import_and_claim(count: int) -> DemoBatch:
     """Import a new batch from the factory CSV, allocate it to the MSPs and let them claim it."""
     csv_path = demo_dir() / "manufacturing.csv"
-    product_ids = write_manufacturing_csv(csv_path, count)
+    product_ids, credentials = write_manufacturing_csv(csv_path, count)
     with open(csv_path, "rb") as stream:
         report = import_products(stream, actor=VENDOR, source_name=csv_path.name)
 
@@ -180,7 +207,7 @@ def import_and_claim(count: int) -> DemoBatch:
         owned = [pid for pid in product_ids if msp_of_tenant[tenant_of[pid]] == slug]
         products.allocate_products(msp, products.numbered(owned), actor=VENDOR)
         products.claim_products(msp, products.numbered(owned), actor=Actor.system(f"demo:{slug}"))
-    return DemoBatch(product_ids, csv_path, report, tenant_of)
+    return DemoBatch(product_ids, csv_path, report, tenant_of, credentials)
 
 
 def map_batch(batch: DemoBatch) -> None:
@@ -232,6 +259,18 @@ def fleet_rows(batch: DemoBatch) -> list[EcRow]:
             rows.append(EcRow(product_id, schema, controller.state if controller else "not seen",
                               serials.get(product_id, ""), bool(controller and controller.online)))
     return rows
+
+
+def count_proven_requests(batch: DemoBatch) -> int:
+    """Count the ECs of the batch with an onboard request backed by their device credential."""
+    proven = 0
+    for schema, _msp, _tags in DEMO_TENANTS:
+        mine = [pid for pid in batch.product_ids if batch.tenant_of[pid] == schema]
+        with schema_context(schema):
+            proven += (OnboardRequest.objects.filter(product_id__in=mine,
+                                                     device_proof=OnboardRequest.DeviceProof.VERIFIED)
+                       .values("product_id").distinct().count())
+    return proven
 
 
 def read_csv_report(batch: DemoBatch) -> str:

@@ -177,7 +177,8 @@ class Command(BaseCommand):
         for product_id in batch.product_ids:
             model = product_id.split(":")[0]
             write_device(fleet_dir / product_id.replace(":", "_"), product_id, f"http://localhost:{WEB_PORT}",
-                         accounts.provisioning_key, {"model": model, "firmware": "1.0.0"})
+                         accounts.provisioning_key, {"model": model, "firmware": "1.0.0"},
+                         credential=batch.credentials[product_id])
         report = seed.demo_dir() / "fleet-report.json"
         fleet_command = [python, "-c", "from ec_client.cli import fleet_main; raise SystemExit(fleet_main())",
                          str(fleet_dir),
@@ -240,6 +241,8 @@ class Command(BaseCommand):
                       f"{row.certificate_serial}")
         up = sum(row.online for row in rows)
         self._say(f"{up} of {len(rows)} ECs have their management tunnel up.")
+        proven = seed.count_proven_requests(batch)
+        self._say(f"{proven} of {len(rows)} ECs proved their device credential at lookup.")
 
     def _print_access(self, accounts) -> None:
         port = WEB_PORT
