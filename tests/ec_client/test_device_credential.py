@@ -1,0 +1,68 @@
+"""The device credential in device.json and the signatures the EC makes with it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from ec_client.proof import proof_message, sign_with_key, sign_with_secret
+from ec_client.state import StateError, load_device, write_device
+
+PRODUCT_ID = "EC100:7c9e6679-7425-40de-944b-e07fc1f90ae7"
+
+
+def test_device_json_keeps_credential(tmp_path):
+    write_device(tmp_path, PRODUCT_ID, "http://localhost:8000", "key", {}, credential={"type": "secret",
+                                                                                      "secret": "s3"})
+
+    assert load_device(tmp_path).credential == {"type": "secret", "secret": "s3"}
+
+
+def test_device_credential_is_not_in_repr(tmp_path):
+    write_device(tmp_path, PRODUCT_ID, "http://localhost:8000", "key", {}, credential={"type": "secret",
+                                                                                      "secret": "s3cr3t"})
+
+    assert "s3cr3t" not in repr(load_device(tmp_path))
+
+
+@pytest.mark.parametrize("credential", [{"type": "password", "secret": "x"}, {"type": "public_key"}, "text"],
+                         ids=["unknown_type", "no_private_key", "not_object"])
+def test_write_device_rejects_bad_credential(tmp_path, credential):
+    with pytest.raises(ValueError, match="invalid credential"):
+        write_device(tmp_path, PRODUCT_ID, "http://localhost:8000", "key", {}, credential=credential)
+
+
+def test_load_device_names_bad_credential(tmp_path):
+    write_device(tmp_path, PRODUCT_ID, "http://localhost:8000", "key", {})
+    document = json.loads((tmp_path / "device.json").read_text())
+    document["credential"] = {"type": "secret", "secret": ""}
+    (tmp_path / "device.json").write_text(json.dumps(document))
+
+    with pytest.raises(StateError, match="credential: 'secret' is missing"):
+        load_device(tmp_path)
+
+
+def test_key_signature_verifies_over_product_id_and_challenge():
+    key = ec.generate_private_key(ec.SECP256R1())
+
+    signature = base64.b64decode(sign_with_key(key, PRODUCT_ID, "c1.1.n.m"))
+
+    key.public_key().verify(signature, proof_message(PRODUCT_ID, "c1.1.n.m"), ec.ECDSA(hashes.SHA256()))
+
+
+def test_secret_signature_is_keyed_with_secret_hash():
+    expected = hmac.new(hashlib.sha256(b"s3").digest(), proof_message(PRODUCT_ID, "c"), hashlib.sha256).digest()
+
+    assert base64.b64decode(sign_with_secret(b"s3", PRODUCT_ID, "c")) == expected
+
+
+def test_proof_message_matches_the_server():
+    from provisioning.services.device_proof import proof_message as server_message
+
+    assert proof_message(PRODUCT_ID, "c1.2.n.m") == server_message(PRODUCT_ID, "c1.2.n.m")
