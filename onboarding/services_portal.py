@@ -208,7 +208,7 @@ def _unmap_at_provision_server(product_id: str, *, actor: Actor) -> None:
     from tenants.models import Domain
     from tenants.services import management_url_for
 
-    domains = Domain.objects.filter(tenant_id=connection.tenant.pk).values_list("domain", flat=True)
+    domains = Domain.objects.filter(tenant__schema_name=connection.schema_name).values_list("domain", flat=True)
     unmap_product_from_tenant(product_id, [management_url_for(domain) for domain in domains], actor=actor,
                               reason=f"decommissioned at tenant {connection.schema_name}")
 
