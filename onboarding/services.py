@@ -79,7 +79,7 @@ def _clean_facts(facts) -> dict:
 
 
 def device_proof_status(product_id: str, lookup_proof) -> str:
-    """Whether a new onboard request is backed by the device credential, from the EC's lookup proof token.
+    """Return how a new onboard request is backed by the device credential, from the EC's lookup proof token.
 
     The product table is in the public schema, which every tenant's search
     path includes; the token is signed by this deployment's Provision Server.
