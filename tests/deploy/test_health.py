@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import socket
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import Client
 
@@ -17,7 +19,7 @@ def _closed_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_liveness_answers_without_database_access():
+def test_liveness_needs_no_database():
     # No django_db mark: any database query in this test raises.
     response = Client(HTTP_HOST="localhost").get("/healthz")
 
@@ -25,7 +27,7 @@ def test_liveness_answers_without_database_access():
     assert response.json() == {"status": "alive"}
 
 
-def test_readiness_ready_with_migrated_database_and_redis(world):
+def test_readiness_ready_when_all_reachable(world):
     response = Client(HTTP_HOST="localhost").get("/readyz")
 
     assert response.status_code == 200, response.json()
@@ -63,7 +65,7 @@ def test_readiness_names_unreachable_redis(world, settings):
 
 
 @pytest.mark.e2e
-def test_readiness_names_tenant_schema_missing_a_migration(world, committed):
+def test_readiness_names_unmigrated_tenant_schema(world, committed):
     _all_apps, tenant_apps = expected_migrations()
     app, name = sorted(tenant_apps)[0]
     with connection.cursor() as cursor:
@@ -86,7 +88,7 @@ def test_readiness_names_tenant_schema_missing_a_migration(world, committed):
 
 
 @pytest.mark.e2e
-def test_readiness_names_public_schema_missing_a_migration(world, committed):
+def test_readiness_names_unmigrated_public_schema(world, committed):
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM public.django_migrations WHERE app = 'provisioning' "
                        "AND name = (SELECT max(name) FROM public.django_migrations WHERE app = 'provisioning') "
@@ -109,3 +111,21 @@ def test_ops_endpoints_not_served_on_tenant_host(world, path):
 
     # The tenant host's ordinary 404 page: the path does not exist there.
     assert response.status_code == 404
+
+
+def test_check_readiness_command_reports_ready(world):
+    output = io.StringIO()
+
+    call_command("check_readiness", stdout=output)
+
+    assert "database: ok" in output.getvalue()
+    assert output.getvalue().rstrip().endswith("Ready.")
+
+
+def test_check_readiness_command_fails_without_redis(world, settings):
+    settings.REDIS_URL = f"redis://127.0.0.1:{_closed_port()}/0"
+    output = io.StringIO()
+
+    with pytest.raises(CommandError, match="redis"):
+        call_command("check_readiness", stdout=output)
+    assert "redis: redis_unavailable" in output.getvalue()
