@@ -99,7 +99,7 @@ DEFAULT_NOT_FOUND_TENANT_VIEW = "config.api.unknown_host_view"
 TENANT_CREATION_FAKES_MIGRATIONS = False
 
 MIDDLEWARE = [
-    # Counts every response, and answers the health and metrics endpoints
+    # Counts every response, and serves the health and metrics endpoints
     # before the tenant lookup, which reads the database.
     "ops.middleware.OpsMiddleware",
     # Static files are served before the tenant lookup: they need no schema.

@@ -1,4 +1,4 @@
-"""Who may read metrics: a bearer token from settings, or loopback clients when no token is set."""
+"""Access control of the metrics endpoints: a bearer token from settings, or loopback clients when no token is set."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """Celery task latency from Celery's signals: queue wait and run time.
 
 The publisher stamps each task message with its wall-clock publish time in
-a header; the pool process that runs the task observes the wait when the
-task starts and the run time when it ends. The wait compares two hosts'
-clocks when publisher and worker run on different machines, so it is only
-as good as their clock sync (NTP keeps it within milliseconds).
+a header. The pool process that runs the task observes the wait when the
+task starts, and the run time when it ends. When publisher and worker run on
+different machines, the wait compares their clocks, so it is only as good as
+their clock sync (NTP keeps it within milliseconds).
 """
 
 from __future__ import annotations

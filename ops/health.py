@@ -1,8 +1,8 @@
 """Readiness checks: PostgreSQL reachable, migrations applied, Redis reachable.
 
 Each check has its own timeout (``ZTSP_READINESS_TIMEOUT`` seconds) and opens
-its own connection, outside Django's connection pool, so a probe never waits
-the pool's timeout and a full pool does not read as a dead database.
+its own connection, outside Django's connection pool. A probe then never
+waits for the pool's timeout, and a full pool does not look like a dead database.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def _tenant_schemas_behind(cursor: psycopg.Cursor, expected: frozenset[tuple[str
 
 
 def check_database() -> list[CheckResult]:
-    """Check that PostgreSQL answers and that every schema has the latest migrations."""
+    """Check that PostgreSQL accepts a connection and that every schema has the latest migrations."""
     try:
         connection = _connect_database()
     except psycopg.Error as error:
@@ -135,7 +135,7 @@ def check_database() -> list[CheckResult]:
 
 
 def check_redis() -> CheckResult:
-    """Check that Redis (cache, push channel and, by default, the Celery broker) answers a PING."""
+    """Check that Redis (cache, push channel and, by default, the Celery broker) replies to a PING."""
     timeout = settings.ZTSP_READINESS_TIMEOUT
     client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
@@ -151,5 +151,5 @@ def check_redis() -> CheckResult:
 
 
 def run_readiness_checks() -> list[CheckResult]:
-    """Run every readiness check; each result says whether its dependency is usable."""
+    """Run every readiness check and return one result per dependency."""
     return [*check_database(), check_redis()]

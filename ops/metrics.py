@@ -5,9 +5,9 @@ Three sources, each collected where it is exact:
 * Counters and histograms that processes update as they work: HTTP requests
   and ZTP lookup outcomes (web), Celery task queue wait and run time (worker
   pool processes). With ``PROMETHEUS_MULTIPROC_DIR`` set, every process of a
-  container writes them to files in that folder, and the scrape adds them up
-  (prometheus_client's multiprocess mode); without it, each process serves
-  its own.
+  container writes them to files in that folder, and the scrape adds them up.
+  This is prometheus_client's multiprocess mode. Without the folder, each
+  process serves its own.
 * Gauges read from the database at scrape time (:class:`DatabaseCollector`):
   onboard requests by state, tunnels online, certificates issued, per tenant
   schema. They are the same whichever web process answers and however many
@@ -59,8 +59,8 @@ class DatabaseCollector:
     """Gauges and counters read from every tenant schema at scrape time, reused for ``ZTSP_METRICS_CACHE_SECONDS``.
 
     Each metric is one ``UNION ALL`` query over the tenant schemas, so a scrape
-    costs three queries whatever the number of tenants; the series grow with
-    tenants times onboard request states.
+    costs three queries whatever the number of tenants. The number of series
+    is the number of tenants times the onboard request states.
     """
 
     def __init__(self):
@@ -139,7 +139,7 @@ def read_tenant_counts() -> dict[str, list[tuple]]:
 
 
 class GatewayCollector:
-    """The tunnels one gateway process holds now, read from its sessions at scrape time."""
+    """Gauge of the open tunnels of one gateway process, read from its sessions at scrape time."""
 
     def __init__(self, gateway):
         self.gateway = gateway

@@ -16,11 +16,11 @@ ZTP_LOOKUP_URL_NAME = "ztp-lookup"
 def _ops_view(request):
     """Return the operations view for ``request`` when its host is a public host name, else None.
 
-    The tenant middleware maps a host to a schema by reading the Domain table,
-    so serving these endpoints behind it would make liveness depend on
-    PostgreSQL and turn a database outage into a 500 instead of a 503 that
-    names it. Tenant hosts do not serve them: a tenant's management URL,
-    which ECs and MSPs know, shows nothing of the deployment's internals.
+    The tenant middleware maps a host to a schema by reading the Domain table.
+    Behind it, liveness would depend on PostgreSQL, and a database outage
+    would give a 500 instead of a 503 that names the database. Tenant hosts
+    do not serve these endpoints, so a tenant's management URL, which ECs and
+    MSPs know, reveals nothing about the deployment.
     """
     try:
         host = request.get_host()

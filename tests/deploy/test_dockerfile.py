@@ -55,7 +55,7 @@ def test_runtime_image_contains_manage_py():
     assert _copied_into_runtime("manage.py")
 
 
-def test_dockerignore_keeps_out_secrets_data_and_tests():
+def test_dockerignore_excludes_secrets_and_tests():
     rules = read_ignore_rules(DOCKERIGNORE)
 
     for path in (".env", ".data", ".venv", ".git", "tests", "audit/__pycache__"):

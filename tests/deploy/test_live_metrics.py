@@ -38,7 +38,7 @@ def test_worker_metrics_port_requires_token(processes):
     assert '"metrics_token_invalid"' in body
 
 
-def test_worker_records_task_queue_wait_and_run_time(processes):
+def test_worker_records_task_latency(processes):
     celery_app.send_task(TASK, queue=processes.queue)
 
     samples = _wait_for_samples(
@@ -67,7 +67,7 @@ def test_gateway_metrics_count_connected_tunnel(processes, world, committed, tmp
     assert sample(during, "ztsp_gateway_tunnels_connected") == sample(before, "ztsp_gateway_tunnels_connected") + 1
 
 
-def test_web_metrics_count_tunnel_online_recorded_by_gateway(processes, world, committed, tmp_path, settings):
+def test_web_metrics_count_online_tunnel(processes, world, committed, tmp_path, settings):
     settings.ZTSP_METRICS_CACHE_SECONDS = 0
     settings.ZTSP_METRICS_TOKEN = TOKEN
     client = Client(HTTP_HOST="localhost", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
@@ -91,7 +91,7 @@ def _scrape_live_web(live_stack) -> dict:
         return parse_samples(response.read().decode())
 
 
-def test_long_poll_served_before_django_is_counted(live_stack):
+def test_long_poll_response_counted(live_stack):
     before = _scrape_live_web(live_stack)
     request = urllib.request.Request(f"{live_stack.url()}/api/v1/onboard/{uuid.uuid4()}?wait=0",
                                      headers={"Host": "acme.localhost", "Authorization": "Bearer wrong-token"})

@@ -27,14 +27,14 @@ def test_metrics_served_to_loopback_without_token(world):
     assert "ztsp_http_requests_total" in response.content.decode()
 
 
-def test_metrics_rejects_remote_client_without_token(world):
+def test_metrics_rejects_remote_without_token(world):
     response = Client(HTTP_HOST="localhost", REMOTE_ADDR="203.0.113.7").get("/metrics")
 
     assert response.status_code == 403
     assert response.json()["code"] == "metrics_forbidden"
 
 
-def test_metrics_with_token_rejects_missing_and_wrong_token(world, settings):
+def test_metrics_token_rejects_missing_or_wrong(world, settings):
     settings.ZTSP_METRICS_TOKEN = TOKEN
     client = Client(HTTP_HOST="localhost")
 
@@ -47,7 +47,7 @@ def test_metrics_with_token_rejects_missing_and_wrong_token(world, settings):
     assert wrong.status_code == 401
 
 
-def test_metrics_with_token_served_to_remote_client(world, settings):
+def test_metrics_token_admits_remote_client(world, settings):
     settings.ZTSP_METRICS_TOKEN = TOKEN
 
     response = Client(HTTP_HOST="localhost", REMOTE_ADDR="203.0.113.7").get(

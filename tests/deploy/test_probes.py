@@ -82,7 +82,7 @@ def test_tls_probe_passes_on_est_https_server(live_stack):
 
 
 @pytest.mark.e2e
-def test_celery_inspect_ping_answers_for_worker(processes):
+def test_inspect_ping_reaches_worker(processes):
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
     result = _run([sys.executable, "-m", "celery", "-A", "config", "inspect", "ping", "--destination",
                    processes.worker_name, "--timeout", "5"], env)
