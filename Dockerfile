@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # Production image: the web server by default; the worker, beat, the tunnel
 # gateway and the EST HTTPS server run from the same image with another
 # command (docker-compose.yml shows each). Requires DATABASE_URL, REDIS_URL,

@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 
 # Tenant schemas named in the detail of a migrations failure; the rest are counted.
 MAX_SCHEMAS_NAMED = 5
+# Keys of the database OPTIONS that Django's backend or its pool reads; the rest are libpq parameters.
+DJANGO_ONLY_OPTIONS = {"pool", "isolation_level", "server_side_binding", "assume_role", "cursor_factory", "context"}
 
 
 @dataclass(frozen=True)
@@ -51,13 +53,14 @@ def expected_migrations() -> tuple[frozenset[tuple[str, str]], frozenset[tuple[s
 def _connect_database() -> psycopg.Connection:
     database = settings.DATABASES["default"]
     timeout = settings.ZTSP_READINESS_TIMEOUT
+    # The libpq parameters of DATABASE_URL (sslmode, for example) apply here too.
+    parameters = {key: value for key, value in database.get("OPTIONS", {}).items() if key not in DJANGO_ONLY_OPTIONS}
+    parameters["options"] = f"{parameters.get('options', '')} -c statement_timeout={int(timeout * 1000)}".strip()
+    # libpq takes whole seconds, and 1 is its minimum that means anything.
+    parameters["connect_timeout"] = max(1, round(timeout))
     return psycopg.connect(
         host=database["HOST"] or None, port=database["PORT"] or None, dbname=database["NAME"],
-        user=database["USER"] or None, password=database["PASSWORD"] or None,
-        # libpq takes whole seconds, and 1 is its minimum that means anything.
-        connect_timeout=max(1, round(timeout)),
-        options=f"-c statement_timeout={int(timeout * 1000)}",
-        autocommit=True,
+        user=database["USER"] or None, password=database["PASSWORD"] or None, autocommit=True, **parameters,
     )
 
 

@@ -51,6 +51,19 @@ def test_readiness_names_unreachable_database(world, settings):
                               "redis": "ok"}
 
 
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+def test_readiness_applies_libpq_options_of_database_url(world, settings):
+    # The test server is a primary, so libpq rejects it for a read-only session.
+    database = settings.DATABASES["default"]
+    settings.DATABASES = {"default": {**database, "OPTIONS": {**database.get("OPTIONS", {}),
+                                                              "target_session_attrs": "read-only"}}}
+
+    response = Client(HTTP_HOST="localhost").get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "database_unavailable"
+
+
 def test_readiness_names_unreachable_redis(world, settings):
     settings.REDIS_URL = f"redis://127.0.0.1:{_closed_port()}/0"
 
