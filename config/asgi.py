@@ -29,6 +29,7 @@ from django.http.request import split_domain_port, validate_host  # noqa: E402
 
 from common.db import released_connection  # noqa: E402
 from onboarding.longpoll import poll_onboard_request  # noqa: E402
+from ops.metrics import HTTP_REQUESTS  # noqa: E402
 from tenants.models import Domain  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -130,10 +131,22 @@ async def with_content_length(scope, receive, send):
     return {**scope, "headers": headers}, replay
 
 
+def counted(send):
+    """Wrap ``send`` so the response of a request that bypasses Django still counts in the HTTP metrics."""
+
+    async def send_and_count(message):
+        if message["type"] == "http.response.start":
+            HTTP_REQUESTS.labels("GET", str(message["status"])).inc()
+        await send(message)
+
+    return send_and_count
+
+
 async def application(scope, receive, send):
     if scope["type"] == "http" and scope["method"] == "GET":
         match = LONG_POLL_PATH.match(scope["path"])
         if match:
+            send = counted(send)
             try:
                 await long_poll(scope, receive, send, match.group(1))
             except Exception:

@@ -60,6 +60,8 @@ SHARED_APPS = [
     "msp",
     "gateway",
     "demo",
+    # Health, readiness and metrics endpoints: no models, served for the public host names only.
+    "ops",
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",
@@ -97,6 +99,9 @@ DEFAULT_NOT_FOUND_TENANT_VIEW = "config.api.unknown_host_view"
 TENANT_CREATION_FAKES_MIGRATIONS = False
 
 MIDDLEWARE = [
+    # Counts every response, and serves the health and metrics endpoints
+    # before the tenant lookup, which reads the database.
+    "ops.middleware.OpsMiddleware",
     # Static files are served before the tenant lookup: they need no schema.
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -316,6 +321,21 @@ for _name, _value, _choices in (("ZTSP_TENANT_CREATE_METHOD", ZTSP_TENANT_CREATE
                                 ("ZTSP_TENANT_DELETE_POLICY", ZTSP_TENANT_DELETE_POLICY, ("archive", "drop"))):
     if _value not in _choices:
         raise ImproperlyConfigured(f"{_name}={_value!r} is invalid; set it to one of {', '.join(_choices)}.")
+
+# Operations endpoints (ops app): /healthz, /readyz and /metrics on the public host names.
+# Scrapers of /metrics and of the worker's and gateway's metrics ports send
+# "Authorization: Bearer <token>"; with no token set, only loopback clients may scrape.
+_metrics_token_file = env.str("ZTSP_METRICS_TOKEN_FILE", default="")
+ZTSP_METRICS_TOKEN = env.str("ZTSP_METRICS_TOKEN", default="") or (
+    Path(_metrics_token_file).read_text().strip() if _metrics_token_file else "")
+# The metrics HTTP servers of the Celery worker and the tunnel gateway (0 = off) and their address.
+ZTSP_METRICS_BIND = env.str("ZTSP_METRICS_BIND", default="127.0.0.1")
+ZTSP_WORKER_METRICS_PORT = env.int("ZTSP_WORKER_METRICS_PORT", default=0)
+ZTSP_GATEWAY_METRICS_PORT = env.int("ZTSP_GATEWAY_METRICS_PORT", default=0)
+# Seconds the gauges read from the database (onboard requests, certificates, tunnels) are reused between scrapes.
+ZTSP_METRICS_CACHE_SECONDS = env.float("ZTSP_METRICS_CACHE_SECONDS", default=10.0)
+# Seconds each readiness check (PostgreSQL connect and queries, Redis ping) may take.
+ZTSP_READINESS_TIMEOUT = env.float("ZTSP_READINESS_TIMEOUT", default=2.0)
 
 LOGGING = {
     "version": 1,
