@@ -1,0 +1,92 @@
+"""Every endpoint and page, called by every persona: each gets exactly the access the matrix gives it."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+from django.urls import URLResolver, get_resolver
+
+from tests.isolation.conftest import (
+    default_authorization,
+    est_authorization,
+    persona_client,
+    poll_authorization,
+)
+from tests.isolation.matrix import EST_AUTH, POLL_AUTH, PUBLIC, ROWS, TENANT, cases, classify
+
+URLCONFS = {PUBLIC: "config.urls_public", TENANT: "config.urls_tenant"}
+
+
+def _host(row, world) -> str:
+    return "localhost" if row.urlconf == PUBLIC else world.a.domain
+
+
+def _authorization(row, persona, world, objects):
+    if row.auth == EST_AUTH:
+        return est_authorization(persona, world, objects.ec_product_id)
+    if row.auth == POLL_AUTH:
+        return poll_authorization(persona, world, objects)
+    return default_authorization(persona, world)
+
+
+def send(row, persona, world, objects):
+    """Send the row's request as ``persona`` and return the response."""
+    client = persona_client(persona, _host(row, world), objects, _authorization(row, persona, world, objects))
+    method = getattr(client, row.method)
+    url = row.url(objects)
+    body = row.request_body(objects)
+    if row.method == "get":
+        return method(url)
+    if row.body_format == "form":
+        return method(url, body or {})
+    if row.body_format == "pkcs10":
+        return method(url, body, content_type="application/pkcs10")
+    return method(url, json.dumps(body) if body is not None else "", content_type="application/json")
+
+
+@pytest.mark.parametrize(("row", "persona"), [pytest.param(row, persona, id=f"{row.name}[{persona}]")
+                                              for row, persona in cases()])
+def test_access(row, persona, world, matrix_objects):
+    response = send(row, persona, world, matrix_objects)
+
+    outcome = classify(response)
+
+    detail = response.get("Location") or response.content[:300]
+    assert outcome == row.expected[persona], (
+        f"{row.method.upper()} {row.url(matrix_objects)} as {persona}: got {response.status_code} ({outcome}), "
+        f"expected {row.expected[persona]}; {detail!r}"
+    )
+
+
+def _routes(resolver, prefix: str = ""):
+    for pattern in resolver.url_patterns:
+        if isinstance(pattern, URLResolver):
+            yield from _routes(pattern, prefix + str(pattern.pattern))
+        else:
+            yield prefix + str(pattern.pattern)
+
+
+@pytest.mark.parametrize("urlconf", [PUBLIC, TENANT])
+def test_matrix_lists_every_url_pattern(urlconf):
+    served = set(_routes(get_resolver(URLCONFS[urlconf])))
+    listed = {row.route for row in ROWS if row.urlconf == urlconf}
+
+    assert sorted(served - listed) == [], "URL patterns without a row in tests/isolation/matrix.py"
+    assert sorted(listed - served) == [], "rows of tests/isolation/matrix.py whose URL pattern is gone"
+
+
+def test_schema_urlconf_routes_are_served():
+    served = set(_routes(get_resolver(URLCONFS[PUBLIC]))) | set(_routes(get_resolver(URLCONFS[TENANT])))
+
+    documented = set(_routes(get_resolver("config.urls_schema")))
+
+    # config.urls_schema only feeds the OpenAPI schema; each of its routes must be a served, listed one.
+    assert sorted(documented - served) == []
+
+
+def test_matrix_row_names_are_unique():
+    counts = Counter(row.name for row in ROWS)
+
+    assert [name for name, count in counts.items() if count > 1] == []
