@@ -28,6 +28,7 @@ from django.db import connection  # noqa: E402
 from django.http.request import split_domain_port, validate_host  # noqa: E402
 
 from common.db import released_connection  # noqa: E402
+from common.log_context import set_log_schema  # noqa: E402
 from onboarding.longpoll import poll_onboard_request  # noqa: E402
 from ops.metrics import HTTP_REQUESTS  # noqa: E402
 from tenants.models import Domain  # noqa: E402
@@ -86,6 +87,7 @@ async def long_poll(scope, receive, send, request_id: str) -> None:
         await _send_json(send, 404, {"code": "unknown_host",
                                      "detail": f"No Director tenant is served at host {host!r}."}, {})
         return
+    set_log_schema(schema)
     authorization = _header(scope, b"authorization") or ""
     scheme, _, token = authorization.partition(" ")
     wait = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("wait", [None])[0]

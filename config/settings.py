@@ -187,6 +187,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
 CELERY_TASK_ALWAYS_EAGER = False
+# The worker logs through LOGGING below, whose filter puts the task's tenant schema on each record. By default
+# Celery replaces the root logger's handlers with its own, which have no such filter.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fix-up closes every database connection (and, with the prefork
 # pool, the whole psycopg pool) after each task unless this is set; then it
 # closes them after every 2 x this many tasks. Reuse saves a new PostgreSQL
@@ -340,7 +343,8 @@ ZTSP_READINESS_TIMEOUT = env.float("ZTSP_READINESS_TIMEOUT", default=2.0)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"tenant_context": {"()": "django_tenants.log.TenantContextFilter"}},
+    # django_tenants.log.TenantContextFilter, extended to the request's or tunnel's tenant in other threads.
+    "filters": {"tenant_context": {"()": "common.log_context.TenantContextFilter"}},
     "formatters": {
         "plain": {
             "format": "%(asctime)s %(levelname)s [%(schema_name)s] %(name)s: %(message)s",

@@ -57,6 +57,7 @@ from asgiref.sync import sync_to_async
 from cryptography import x509
 from django.utils import timezone
 
+from common.log_context import log_schema, set_log_schema
 from gateway import config_delivery, push, records
 from pki import crypto
 from pki.services import RenewalRefused
@@ -260,6 +261,8 @@ class TunnelGateway:
             logger.exception("Tunnel from %s failed while checking its certificate", address)
             await self._reject(writer, "server_error", "The gateway could not check the certificate; retry.")
             return
+        # This connection's task, and the threads it calls, log as the EC's tenant from here on.
+        set_log_schema(peer.schema_name)
 
         try:
             hello = await self._read_message(reader, HELLO_TIMEOUT)
@@ -400,24 +403,28 @@ class TunnelGateway:
     async def deliver_push(self, schema_name: str, product_id: str, message: dict) -> bool:
         """Write ``message`` to the live session of that EC, if it is on this gateway; return whether it was."""
         session = self.sessions.get((schema_name, product_id))
-        if session is None:
-            logger.debug("No tunnel of %s in %s here for a %s message", product_id, schema_name, message["type"])
-            return False
-        try:
-            await self._send(session.writer, message)
-        except (ConnectionError, OSError) as error:
-            logger.info("Could not send a %s message to %s in %s: %s", message["type"], product_id, schema_name,
-                        error.__class__.__name__)
-            return False
-        logger.info("Sent a %s message to %s in %s", message["type"], product_id, schema_name)
-        return True
+        with log_schema(schema_name):
+            if session is None:
+                logger.debug("No tunnel of %s in %s here for a %s message", product_id, schema_name,
+                             message["type"])
+                return False
+            try:
+                await self._send(session.writer, message)
+            except (ConnectionError, OSError) as error:
+                logger.info("Could not send a %s message to %s in %s: %s", message["type"], product_id,
+                            schema_name, error.__class__.__name__)
+                return False
+            logger.info("Sent a %s message to %s in %s", message["type"], product_id, schema_name)
+            return True
 
     # Background work.
 
     async def _flush_heartbeats(self) -> None:
         batches, self._heartbeats = self._heartbeats, defaultdict(dict)
         for schema_name, seen in batches.items():
-            if seen:
+            if not seen:
+                continue
+            with log_schema(schema_name):
                 try:
                     await _in_thread(records.record_heartbeats)(schema_name, seen)
                 except Exception:
@@ -446,24 +453,30 @@ class TunnelGateway:
             by_schema[session.peer.schema_name].append(session)
         dropped = 0
         for schema_name, sessions in by_schema.items():
-            try:
-                revoked = await _in_thread(records.revoked_serials)(
-                    schema_name, [session.peer.serial_hex for session in sessions]
-                )
-            except Exception:
-                logger.exception("Revocation check of %s failed", schema_name)
+            with log_schema(schema_name):
+                dropped += await self._drop_revoked_of(schema_name, sessions)
+        return dropped
+
+    async def _drop_revoked_of(self, schema_name: str, sessions: list[Session]) -> int:
+        try:
+            revoked = await _in_thread(records.revoked_serials)(
+                schema_name, [session.peer.serial_hex for session in sessions]
+            )
+        except Exception:
+            logger.exception("Revocation check of %s failed", schema_name)
+            return 0
+        dropped = 0
+        for session in sessions:
+            if session.renewing:
+                # The renewal may have revoked the old certificate while
+                # the session still names it; check it on the next sweep.
                 continue
-            for session in sessions:
-                if session.renewing:
-                    # The renewal may have revoked the old certificate while
-                    # the session still names it; check it on the next sweep.
-                    continue
-                # The serial is read again because a renewal may have replaced it since the query.
-                if session.peer.serial_hex in revoked:
-                    logger.warning("Dropping tunnel of %s: certificate %s revoked", session.peer.product_id,
-                                   session.peer.serial_hex)
-                    await self._reject(session.writer, "certificate_revoked", "The certificate was revoked.")
-                    dropped += 1
+            # The serial is read again because a renewal may have replaced it since the query.
+            if session.peer.serial_hex in revoked:
+                logger.warning("Dropping tunnel of %s: certificate %s revoked", session.peer.product_id,
+                               session.peer.serial_hex)
+                await self._reject(session.writer, "certificate_revoked", "The certificate was revoked.")
+                dropped += 1
         return dropped
 
 

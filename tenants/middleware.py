@@ -1,6 +1,8 @@
 from django.core.exceptions import DisallowedHost
+from django.core.signals import request_finished
 from django_tenants.middleware.main import TenantMainMiddleware
 
+from common.log_context import set_log_schema
 from config.api import error_response
 
 
@@ -12,11 +14,27 @@ class TenantHostMiddleware(TenantMainMiddleware):
     """
 
     def process_request(self, request):
+        # A thread that served another host before must not tag this request's log records with its tenant.
+        set_log_schema(None)
         try:
             request.get_host()
         except DisallowedHost:
             return unknown_host_response(request)
-        return super().process_request(request)
+        response = super().process_request(request)
+        tenant = getattr(request, "tenant", None)
+        if tenant is not None:
+            # Django's ASGI handler logs 4xx and 5xx responses from another thread, whose connection
+            # names no tenant. The context variable reaches that thread.
+            set_log_schema(tenant.schema_name, getattr(tenant, "domain_url", None))
+        return response
+
+
+def _clear_log_schema(**kwargs):
+    set_log_schema(None)
+
+
+# Logs written after the response, in the same thread, belong to no request.
+request_finished.connect(_clear_log_schema, dispatch_uid="tenants.middleware.clear_log_schema")
 
 
 def unknown_host_response(request):
