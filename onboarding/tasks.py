@@ -1,4 +1,4 @@
-"""Celery tasks of the Director. Each runs in the schema named in its headers."""
+"""Celery tasks of the Director. Each runs in the tenant schema named in its headers, and fails without one."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import connection, transaction
 
+from common.tenant_tasks import TenantScopedTask
 from onboarding.services import complete_issuance, complete_issuances
 
 logger = logging.getLogger(__name__)
@@ -22,6 +23,7 @@ ISSUE_BATCH_SIZE = 500
 
 
 @shared_task(
+    base=TenantScopedTask,
     bind=True,
     acks_late=True,
     autoretry_for=(OSError,),
@@ -42,6 +44,7 @@ def issue_certificate_task(self, request_id: str) -> str | None:
 
 
 @shared_task(
+    base=TenantScopedTask,
     bind=True,
     acks_late=True,
     autoretry_for=(OSError,),

@@ -1,4 +1,4 @@
-"""Celery tasks of configuration policies. Each runs in the schema named in its headers."""
+"""Celery tasks of configuration policies. Each runs in the tenant schema named in its headers, or fails."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import logging
 from celery import shared_task
 from django.db import connection
 
+from common.tenant_tasks import TenantScopedTask
 from policies.jobs import run_push_job
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(bind=True, acks_late=True, autoretry_for=(OSError,), retry_backoff=True, retry_backoff_max=60,
-             max_retries=10)
+@shared_task(base=TenantScopedTask, bind=True, acks_late=True, autoretry_for=(OSError,), retry_backoff=True,
+             retry_backoff_max=60, max_retries=10)
 def push_policy_task(self, job_id: int) -> dict | None:
     """Push a policy version to the targets of push job ``job_id``; return its counts."""
     logger.info("Running push job %s in %s (attempt %d)", job_id, connection.schema_name, self.request.retries + 1)

@@ -1,0 +1,34 @@
+"""A base class for Celery tasks that work on one tenant's rows, so that they never run outside a tenant schema.
+
+tenant-schemas-celery switches the worker's connection to the schema named
+in the ``_schema_name`` header before each task, and to public when the
+header is missing or None. A tenant task run in public finds none of its
+tables: it failed deep inside with a ProgrammingError, or, as the batch
+issuance did, logged every request as failed and reported success. So it
+fails at once instead, with an error that names the task.
+"""
+
+from __future__ import annotations
+
+from django.db import connection
+from django_tenants.utils import get_public_schema_name
+from tenant_schemas_celery.task import TenantTask
+
+
+class TenantSchemaRequired(RuntimeError):
+    """A tenant-scoped task was started without a tenant schema."""
+
+
+class TenantScopedTask(TenantTask):
+    """A task that runs only in a tenant's schema: pass ``base=TenantScopedTask`` to ``shared_task``."""
+
+    abstract = True
+
+    def __call__(self, *args, **kwargs):
+        schema_name = connection.schema_name
+        if not schema_name or schema_name == get_public_schema_name():
+            raise TenantSchemaRequired(
+                f"Task {self.name} works on one tenant's rows but was started in the {schema_name or 'no'} "
+                "schema; queue it from the tenant's schema, or with headers={'_schema_name': <tenant schema>}."
+            )
+        return super().__call__(*args, **kwargs)
