@@ -49,6 +49,7 @@ def register_tenant(msp: MSP, *, name: str, management_url: str, access_key: str
     """Register a Director tenant of ``msp`` by its management URL and access key."""
     url = normalize_management_url(management_url)
     key = _check_access_key(access_key)
+    _check_hosted_owner(msp, url, name)
     try:
         with transaction.atomic():
             registration = TenantRegistration.objects.create(
@@ -60,6 +61,18 @@ def register_tenant(msp: MSP, *, name: str, management_url: str, access_key: str
         raise _duplicate(msp, url, name) from error
     logger.info("MSP %s registered tenant %s", msp.slug, url)
     return registration
+
+
+def _check_hosted_owner(msp: MSP, url: str, name: str, *, exclude_pk: int | None = None) -> None:
+    """Reject the URL of a tenant hosted here for another MSP, with the error of a URL that another MSP registered.
+
+    Otherwise an MSP could take another MSP's hosted tenant URL before its
+    owner registers it: the owner could then not register its own tenant, and
+    the taker's products would be sent to that tenant.
+    """
+    tenant = hosted_tenant_at(url)
+    if tenant is not None and tenant.owner_msp_id is not None and tenant.owner_msp_id != msp.pk:
+        raise _duplicate(msp, url, name, exclude_pk=exclude_pk)
 
 
 def _duplicate(msp: MSP, url: str, name: str, *, exclude_pk: int | None = None) -> RegistrationRejected:
@@ -91,6 +104,7 @@ def update_tenant_registration(registration: TenantRegistration, *, actor: Actor
     if management_url is not None:
         url = normalize_management_url(management_url)
         if url != registration.management_url:
+            _check_hosted_owner(registration.msp, url, name or registration.name, exclude_pk=registration.pk)
             changes["management_url"] = url
     if access_key is not None:
         changes["access_key_encrypted"] = tokens.encrypt(_check_access_key(access_key).encode())
@@ -136,7 +150,12 @@ class RotatedKey:
 
 
 def hosted_tenant_of(registration: TenantRegistration) -> Tenant | None:
-    """Return the tenant that this deployment serves at the registration's management URL, or None.
+    """Return the tenant that this deployment serves at the registration's management URL, or None."""
+    return hosted_tenant_at(registration.management_url)
+
+
+def hosted_tenant_at(management_url: str) -> Tenant | None:
+    """Return the tenant that this deployment serves at the normalized ``management_url``, or None.
 
     The URL must match exactly what this deployment would give the tenant's
     domain (scheme and port included): a Director elsewhere may use the same
@@ -144,11 +163,11 @@ def hosted_tenant_of(registration: TenantRegistration) -> Tenant | None:
     """
     if not settings.DIRECTOR_ROLE:
         return None
-    host = urlsplit(registration.management_url).hostname or ""
+    host = urlsplit(management_url).hostname or ""
     domain = Domain.objects.select_related("tenant").filter(domain=host).first()
     if domain is None or domain.tenant.schema_name == get_public_schema_name():
         return None
-    if management_url_for(domain.domain) != registration.management_url:
+    if management_url_for(domain.domain) != management_url:
         return None
     return domain.tenant
 
