@@ -199,3 +199,44 @@ def test_portal_other_msps_job_key_hidden(world, matrix_objects):
 
     assert response.status_code == 404
     assert TenantCreationJob.objects.get(pk=matrix_objects.a_job_id).access_key_shown is False
+
+
+def _spare_url(matrix_objects) -> str:
+    from tenants.models import Domain
+    from tenants.services import management_url_for
+
+    domain = Domain.objects.get(tenant__schema_name=matrix_objects.a_spare_schema)
+    return management_url_for(domain.domain)
+
+
+def test_register_other_msps_hosted_tenant_rejected(world, matrix_objects):
+    from msp.models import TenantRegistration
+
+    url = _spare_url(matrix_objects)
+
+    response = _api(world.b.msp_token).post("/api/v1/msp/tenant-registrations", {
+        "name": "Squatted", "management_url": url, "access_key": "ztsp_tak_" + "x" * 40}, format="json")
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "duplicate_registration"
+    assert not TenantRegistration.objects.filter(management_url=url).exists()
+
+
+def test_move_to_other_msps_hosted_tenant_rejected(world, matrix_objects):
+    url = _spare_url(matrix_objects)
+    original_url = world.b.registration.management_url
+
+    response = _api(world.b.msp_token).patch(f"/api/v1/msp/tenant-registrations/{world.b.registration.pk}",
+                                             {"management_url": url}, format="json")
+
+    world.b.registration.refresh_from_db()
+    assert response.status_code == 409
+    assert world.b.registration.management_url == original_url
+
+
+def test_owner_registers_own_hosted_tenant(world, matrix_objects):
+    response = _api(world.a.msp_token).post("/api/v1/msp/tenant-registrations", {
+        "name": "Spare", "management_url": _spare_url(matrix_objects), "access_key": "ztsp_tak_" + "x" * 40},
+        format="json")
+
+    assert response.status_code == 201
