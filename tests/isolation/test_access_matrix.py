@@ -9,12 +9,13 @@ import pytest
 from django.urls import URLResolver, get_resolver
 
 from tests.isolation.conftest import (
+    ANONYMOUS,
     default_authorization,
     est_authorization,
     persona_client,
     poll_authorization,
 )
-from tests.isolation.matrix import EST_AUTH, POLL_AUTH, PUBLIC, ROWS, TENANT, cases, classify
+from tests.isolation.matrix import ALLOWED, EST_AUTH, POLL_AUTH, PUBLIC, ROWS, TENANT, cases, classify
 
 URLCONFS = {PUBLIC: "config.urls_public", TENANT: "config.urls_tenant"}
 
@@ -90,3 +91,37 @@ def test_matrix_row_names_are_unique():
     counts = Counter(row.name for row in ROWS)
 
     assert [name for name, count in counts.items() if count > 1] == []
+
+
+def _other_urlconf_routes(urlconf: str) -> set[str]:
+    other = TENANT if urlconf == PUBLIC else PUBLIC
+    return set(_routes(get_resolver(URLCONFS[other])))
+
+
+# Each row sent by the persona it allows to the other kind of host: a route that host does not serve is a 404.
+WRONG_HOST_CASES = [
+    (row, persona) for row, persona in cases()
+    if row.expected[persona] == ALLOWED and row.route not in _other_urlconf_routes(row.urlconf)
+]
+
+
+@pytest.mark.parametrize(("row", "persona"), [pytest.param(row, persona, id=f"{row.name}[{persona}]")
+                                              for row, persona in WRONG_HOST_CASES])
+def test_route_not_served_at_other_host_kind(row, persona, world, matrix_objects):
+    wrong_host = world.b.domain if row.urlconf == PUBLIC else "localhost"
+    client = persona_client(persona, wrong_host, matrix_objects,
+                            _authorization(row, persona, world, matrix_objects))
+
+    response = getattr(client, row.method)(row.url(matrix_objects))
+
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize("row", [pytest.param(row, id=row.name) for row in ROWS])
+def test_route_at_unknown_host_is_404(row, world, matrix_objects):
+    client = persona_client(ANONYMOUS, "unknown.localhost", matrix_objects, None)
+
+    response = getattr(client, row.method)(row.url(matrix_objects))
+
+    assert response.status_code == 404
+    assert response.json()["code"] == "unknown_host"

@@ -14,7 +14,7 @@ from django.test import Client
 from django_tenants.utils import schema_context
 
 from tests.conftest import ADMIN_PASSWORD
-from tests.isolation.conftest import CONFIG_BODY
+from tests.isolation.conftest import ACTOR, CONFIG_BODY
 from tests.onboarding.helpers import basic
 
 
@@ -213,3 +213,23 @@ def test_poll_at_t2_host_rejected(world, matrix_objects):
 
     assert response.status_code in (401, 404)
     assert b"pending" not in response.content
+
+
+def test_bulk_decision_on_t1_request_changes_nothing(world, matrix_objects):
+    _t2_pages(world).post("/requests/decide", {"request_ids": matrix_objects.t1.pending_request_id,
+                                               "decision": "approve"})
+
+    assert _t1_request_status(world, matrix_objects) == "pending"
+
+
+def test_push_to_t1_ec_rejected(world, matrix_objects):
+    from policies.services import create_policy
+
+    with schema_context(world.b.tenant.schema_name):
+        policy = create_policy(name="isolation-push", kind="on_demand", body=CONFIG_BODY, actor=ACTOR)
+
+    response = _t2_api(world).post(f"/api/v1/director/policies/{policy.pk}/push",
+                                   {"product_ids": [matrix_objects.t1.product_id]}, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "edge_controller_not_found"
