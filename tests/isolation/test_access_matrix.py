@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 from collections import Counter
+from dataclasses import dataclass
 
 import pytest
 from django.urls import URLResolver, get_resolver
@@ -125,3 +128,59 @@ def test_route_at_unknown_host_is_404(row, world, matrix_objects):
 
     assert response.status_code == 404
     assert response.json()["code"] == "unknown_host"
+
+
+@dataclass
+class LiveResponse:
+    """The parts of an HTTP response that :func:`classify` reads, from a request to the live web server."""
+
+    status_code: int
+    headers: dict
+    content: bytes
+
+    def __getitem__(self, name: str) -> str:
+        return self.headers[name]
+
+    def get(self, name: str, default=None):
+        return self.headers.get(name, default)
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def send_live(row, persona, world, objects, port: int) -> LiveResponse:
+    """Send a GET row's request to the live uvicorn server, which serves the long-poll route before Django."""
+    host = "localhost" if row.urlconf == PUBLIC else world.a.domain
+    headers = {"Host": f"{host}:{port}"}
+    authorization = _authorization(row, persona, world, objects)
+    if authorization:
+        headers["Authorization"] = authorization
+    if persona in objects.sessions:
+        headers["Cookie"] = f"sessionid={objects.sessions[persona]}"
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{row.url(objects)}", headers=headers)
+    opener = urllib.request.build_opener(_NoRedirects)
+    try:
+        with opener.open(request, timeout=30) as response:
+            return LiveResponse(response.status, dict(response.headers), response.read())
+    except urllib.error.HTTPError as error:
+        return LiveResponse(error.code, dict(error.headers), error.read())
+
+
+# Only reads: the live server commits what it changes, and the matrix objects are shared by every test.
+LIVE_CASES = cases(select=lambda row: row.method == "get")
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("row", "persona"), [pytest.param(row, persona, id=f"{row.name}[{persona}]")
+                                              for row, persona in LIVE_CASES])
+def test_access_live(row, persona, world, committed, matrix_objects, live_stack):
+    response = send_live(row, persona, world, matrix_objects, live_stack.web_port)
+
+    outcome = classify(response)
+
+    assert outcome == row.expected[persona], (
+        f"GET {row.url(matrix_objects)} as {persona} over uvicorn: got {response.status_code} ({outcome}), "
+        f"expected {row.expected[persona]}; {response.get('Location') or response.content[:300]!r}"
+    )
