@@ -11,6 +11,8 @@ objects on the public host. Outcome classes:
 - ``401``, ``403``, ``404``: that status. Another MSP's or tenant's object
   reads as 404, exactly like a missing one.
 - ``login``: a redirect to a sign-in page.
+
+Rows of the operations endpoints (``ops.urls``) are sent to ``localhost`` too.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ NOT_FOUND = "404"
 
 PUBLIC = "public"
 TENANT = "tenant"
+# ops.urls, which ops.middleware.OpsMiddleware serves at the public host names before the tenant lookup.
+OPS = "ops"
 
 
 def expect(default: str, **overrides: str) -> dict[str, str]:
@@ -216,7 +220,7 @@ def _admin_rows() -> list[Row]:
     rows = [
         _public("admin_index", "admin/", "get", ADMIN),
         _public("admin_login", "admin/login/", "get", EVERYONE),
-        # Anyone but staff is sent to the admin index, which then asks them to sign in.
+        # Anyone but staff is redirected to the admin index, which then redirects to the sign-in page.
         _public("admin_logout", "admin/logout/", "post", EVERYONE, body={}, body_format="form"),
         _public("admin_password_change", "admin/password_change/", "get", ADMIN),
         _public("admin_password_change_done", "admin/password_change/done/", "get", ADMIN),
@@ -340,7 +344,14 @@ DIRECTOR_PAGE_ROWS = [
     _tenant("director_logout", "accounts/logout/", "post", LOGOUT, body={}, body_format="form"),
 ]
 
-ROWS: list[Row] = [*PROVISION_ROWS, *MSP_API_ROWS, *VENDOR_API_ROWS, *PORTAL_ROWS, *_admin_rows(), *EC_ROWS,
+OPS_ROWS = [
+    Row("ops_liveness", OPS, "healthz", "get", "/healthz", EVERYONE),
+    Row("ops_readiness", OPS, "readyz", "get", "/readyz", EVERYONE),
+    # With no ZTSP_METRICS_TOKEN, as in the tests, metrics go to loopback clients, which the test client is.
+    Row("ops_metrics", OPS, "metrics", "get", "/metrics", EVERYONE),
+]
+
+ROWS: list[Row] = [*PROVISION_ROWS, *OPS_ROWS, *MSP_API_ROWS, *VENDOR_API_ROWS, *PORTAL_ROWS, *_admin_rows(), *EC_ROWS,
                    *DIRECTOR_API_ROWS, *DIRECTOR_PAGE_ROWS]
 
 # Sign-in pages that a ``login`` redirect may point at.

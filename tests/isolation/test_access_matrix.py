@@ -13,18 +13,29 @@ from django.urls import URLResolver, get_resolver
 
 from tests.isolation.conftest import (
     ANONYMOUS,
+    PERSONAS,
     default_authorization,
     est_authorization,
     persona_client,
     poll_authorization,
 )
-from tests.isolation.matrix import ALLOWED, EST_AUTH, POLL_AUTH, PUBLIC, ROWS, TENANT, cases, classify
+from tests.isolation.matrix import (
+    ALLOWED,
+    EST_AUTH,
+    OPS,
+    POLL_AUTH,
+    PUBLIC,
+    ROWS,
+    TENANT,
+    cases,
+    classify,
+)
 
-URLCONFS = {PUBLIC: "config.urls_public", TENANT: "config.urls_tenant"}
+URLCONFS = {PUBLIC: "config.urls_public", TENANT: "config.urls_tenant", OPS: "ops.urls"}
 
 
 def _host(row, world) -> str:
-    return "localhost" if row.urlconf == PUBLIC else world.a.domain
+    return world.a.domain if row.urlconf == TENANT else "localhost"
 
 
 def _authorization(row, persona, world, objects):
@@ -72,7 +83,7 @@ def _routes(resolver, prefix: str = ""):
             yield prefix + str(pattern.pattern)
 
 
-@pytest.mark.parametrize("urlconf", [PUBLIC, TENANT])
+@pytest.mark.parametrize("urlconf", [PUBLIC, TENANT, OPS])
 def test_matrix_lists_every_url_pattern(urlconf):
     served = set(_routes(get_resolver(URLCONFS[urlconf])))
     listed = {row.route for row in ROWS if row.urlconf == urlconf}
@@ -97,7 +108,7 @@ def test_matrix_row_names_are_unique():
 
 
 def _other_urlconf_routes(urlconf: str) -> set[str]:
-    other = TENANT if urlconf == PUBLIC else PUBLIC
+    other = PUBLIC if urlconf == TENANT else TENANT
     return set(_routes(get_resolver(URLCONFS[other])))
 
 
@@ -111,7 +122,7 @@ WRONG_HOST_CASES = [
 @pytest.mark.parametrize(("row", "persona"), [pytest.param(row, persona, id=f"{row.name}[{persona}]")
                                               for row, persona in WRONG_HOST_CASES])
 def test_route_not_served_at_other_host_kind(row, persona, world, matrix_objects):
-    wrong_host = world.b.domain if row.urlconf == PUBLIC else "localhost"
+    wrong_host = "localhost" if row.urlconf == TENANT else world.b.domain
     client = persona_client(persona, wrong_host, matrix_objects,
                             _authorization(row, persona, world, matrix_objects))
 
@@ -152,7 +163,7 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 
 def send_live(row, persona, world, objects, port: int) -> LiveResponse:
     """Send a GET row's request to the live uvicorn server, which serves the long-poll route before Django."""
-    host = "localhost" if row.urlconf == PUBLIC else world.a.domain
+    host = world.a.domain if row.urlconf == TENANT else "localhost"
     headers = {"Host": f"{host}:{port}"}
     authorization = _authorization(row, persona, world, objects)
     if authorization:
@@ -184,3 +195,14 @@ def test_access_live(row, persona, world, committed, matrix_objects, live_stack)
         f"GET {row.url(matrix_objects)} as {persona} over uvicorn: got {response.status_code} ({outcome}), "
         f"expected {row.expected[persona]}; {response.get('Location') or response.content[:300]!r}"
     )
+
+
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_metrics_need_metrics_token(persona, world, matrix_objects, settings):
+    settings.ZTSP_METRICS_TOKEN = "metrics-token-of-the-scraper"
+    client = persona_client(persona, "localhost", matrix_objects, default_authorization(persona, world))
+
+    response = client.get("/metrics")
+
+    # No persona's credential is the metrics token: MSP, tenant and EC keys open nothing here.
+    assert response.status_code == 401
