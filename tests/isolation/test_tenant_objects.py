@@ -233,3 +233,20 @@ def test_push_to_t1_ec_rejected(world, matrix_objects):
 
     assert response.status_code == 400
     assert response.json()["code"] == "edge_controller_not_found"
+
+
+def test_t2_decommission_keeps_t1_mapping(world):
+    from onboarding.models import EdgeController
+    from onboarding.services_portal import decommission_edge_controller
+    from provisioning.models import Product
+    from tests.factories import provision_products
+    from tests.gateway.helpers import onboard_ec
+
+    # A product of MSP A, mapped to tenant 1, whose Product ID an EC also brought to tenant 2.
+    [product_id] = provision_products(world.a.msp, world.a.registration)
+    onboard_ec(world.b, product_id)
+
+    with schema_context(world.b.tenant.schema_name):
+        decommission_edge_controller(EdgeController.objects.get(product_id=product_id), actor=ACTOR)
+
+    assert Product.objects.get(product_id=product_id).tenant_registration_id == world.a.registration.pk
