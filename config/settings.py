@@ -227,8 +227,39 @@ DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", default="ztsp@localhos
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 SESSION_COOKIE_HTTPONLY = True
+# Production sends the session and CSRF cookies over HTTPS only, so a
+# plain-HTTP request never carries a signed-in session.
 SESSION_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_SECURE = PRODUCTION
+
+# HTTPS in production (`manage.py check --deploy` checks each of these).
+# A TLS proxy in front of the web server must tell Django the original
+# scheme, or every redirect to HTTPS would loop. uvicorn's --proxy-headers
+# does that for proxies listed in FORWARDED_ALLOW_IPS. Otherwise name the
+# proxy's header as "HEADER,VALUE", e.g. "X-Forwarded-Proto,https", and only
+# when the proxy always overwrites that header: a client could send it too.
+_proxy_ssl_header = env.list("DJANGO_SECURE_PROXY_SSL_HEADER", default=[])
+if _proxy_ssl_header:
+    if len(_proxy_ssl_header) != 2 or not all(_proxy_ssl_header):
+        raise ImproperlyConfigured("DJANGO_SECURE_PROXY_SSL_HEADER must be HEADER,VALUE, "
+                                   "e.g. X-Forwarded-Proto,https.")
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_ssl_header[0].upper().replace("-", "_"), _proxy_ssl_header[1])
+# Plain-HTTP requests get a redirect to HTTPS, so browsers move to the TLS
+# site before they send a password or a session cookie.
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=PRODUCTION)
+# Paths, as regular expressions without the leading "/", that plain HTTP may
+# still reach, e.g. a load balancer's health check.
+SECURE_REDIRECT_EXEMPT = env.list("DJANGO_SECURE_REDIRECT_EXEMPT", default=[])
+# HSTS: a browser that has seen the header uses only HTTPS for this host, and
+# for its subdomains (the tenant hosts), for this many seconds (one year).
+# The preload flag alone enrolls nothing: the browsers' preload list takes a
+# separate, manual submission.
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=PRODUCTION)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=PRODUCTION)
+# Origins (scheme://host[:port]) trusted for unsafe requests from another
+# host, e.g. a portal served under a different name by the proxy.
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
