@@ -222,7 +222,18 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
-EMAIL_BACKEND = env.str("DJANGO_EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# Email carries password-set and password-reset links, which are secrets.
+# The console backend prints them into the web server's log, so it is the
+# default in development only; production sends through SMTP at EMAIL_URL
+# (django-environ's form, e.g. smtp+tls://user:password@mail.example:587).
+_email = env.email_url("EMAIL_URL", default="smtp://localhost:25" if PRODUCTION else "consolemail://")
+EMAIL_BACKEND = env.str("DJANGO_EMAIL_BACKEND", default=_email["EMAIL_BACKEND"])
+EMAIL_HOST = _email["EMAIL_HOST"] or "localhost"
+EMAIL_PORT = _email["EMAIL_PORT"] or 25
+EMAIL_HOST_USER = _email["EMAIL_HOST_USER"] or ""
+EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"] or ""
+EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
 DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", default="ztsp@localhost")
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"

@@ -79,3 +79,16 @@ def test_malformed_proxy_ssl_header_stops_start_up():
 
     assert completed.returncode != 0
     assert "DJANGO_SECURE_PROXY_SSL_HEADER must be HEADER,VALUE" in completed.stderr
+
+
+def test_production_email_is_not_printed_to_log():
+    """Password-set links are secrets, so production never defaults to the console email backend."""
+    assert _setting("EMAIL_BACKEND", _production_env()) == "'django.core.mail.backends.smtp.EmailBackend'"
+
+
+def test_email_url_sets_smtp_server():
+    env = _production_env(EMAIL_URL="smtp+tls://mailer:app-password@mail.example.com:587")
+
+    assert _setting("EMAIL_HOST", env) == "'mail.example.com'"
+    assert _setting("EMAIL_PORT", env) == "587"
+    assert _setting("EMAIL_USE_TLS", env) == "True"
