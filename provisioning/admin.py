@@ -12,6 +12,8 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.core.paginator import Paginator
 from django.db import connection
+from django.template.response import TemplateResponse
+from django.utils.cache import add_never_cache_headers
 from django.utils.functional import cached_property
 
 from audit.services import Actor
@@ -125,7 +127,12 @@ class AccessKeyForm(forms.ModelForm):
 
 @admin.register(ProvisioningAccessKey)
 class ProvisioningAccessKeyAdmin(admin.ModelAdmin):
-    """Adding a key here shows the key once, in the confirmation message; only its hash is stored."""
+    """Adding a key here shows the key once, in the response to the form; only its hash is stored.
+
+    The key is rendered into that response rather than put in an admin
+    message: Django keeps messages in a signed but readable cookie, or in the
+    session table when the cookie is full, so the key would outlive the page.
+    """
 
     list_display = ["name", "key_id", "created_at", "expires_at", "revoked_at", "last_used_at", "allowed_models"]
     readonly_fields = ["key_id", "created_at", "created_by", "last_used_at", "revoked_at"]
@@ -147,11 +154,18 @@ class ProvisioningAccessKeyAdmin(admin.ModelAdmin):
             allowed_models=form.cleaned_data.get("allowed_models") or "",
         )
         obj.pk = created.pk
-        self.message_user(
-            request,
-            f"Access key {created.key_id} created. Copy it now, it is not shown again: {plaintext}",
-            messages.WARNING,
-        )
+        # Read by response_add of this same request; never stored.
+        request._new_access_key = (created, plaintext)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        created, plaintext = request._new_access_key
+        response = TemplateResponse(request, "admin/provisioning/provisioningaccesskey/created.html", {
+            **self.admin_site.each_context(request), "access_key": created, "plaintext": plaintext,
+            "opts": self.opts, "title": f"Access key {created.key_id} created",
+        })
+        # The page contains the key: no browser or proxy cache may keep it.
+        add_never_cache_headers(response)
+        return response
 
     def has_delete_permission(self, request, obj=None):
         # Revoked keys stay for the audit trail.
