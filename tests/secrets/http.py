@@ -42,6 +42,8 @@ class HostClient:
     # Session ids and credentials: hidden from repr, so tracebacks do not print them.
     cookies: dict[str, str] = field(default_factory=dict, repr=False)
     authorization: str | None = field(default=None, repr=False)
+    # Every (name, value) the server set, in order, for the checks of what cookies carry.
+    set_cookie_log: list[tuple[str, str]] = field(default_factory=list, repr=False)
 
     def with_basic(self, username: str, password: str) -> HostClient:
         credentials = base64.b64encode(f"{username}:{password}".encode()).decode()
@@ -74,6 +76,7 @@ class HostClient:
             set_cookies = error.headers.get_all("Set-Cookie") or []
         for header in set_cookies:
             for name, morsel in SimpleCookie(header).items():
+                self.set_cookie_log.append((name, morsel.value))
                 if morsel["max-age"] == "0" or morsel.value == "":
                     self.cookies.pop(name, None)
                 else:
