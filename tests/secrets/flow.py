@@ -376,5 +376,5 @@ def run_flow(stack: SecretsStack, world, work_dir: Path, pytest_log: Path) -> Fl
                       schema_name=schema_name, domain=domain, registration_id=registration_id, msp_slug=msp_slug,
                       msp_token=second_token, vendor_basic=vendor, tenant_admin_basic=tenant_admin,
                       admin_session=admin, portal_session=portal, director_session=director,
-                      tenant_job_id=tenant_job_id)
+                      tenant_job_id=tenant_job_id, background_schema_name=f"bg{run}")
 

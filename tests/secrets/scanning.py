@@ -56,14 +56,18 @@ def bytes_needles(kind: str, data: bytes) -> list[Needle]:
 def private_key_needles(kind: str, key) -> list[Needle]:
     """Return the forms of a private key: every full line of its PEM bodies, its DER and its private number."""
     needles: list[Needle] = []
+    public_der = key.public_key().public_bytes(serialization.Encoding.DER,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo)
     for private_format in (serialization.PrivateFormat.PKCS8, serialization.PrivateFormat.TraditionalOpenSSL):
         der = key.private_bytes(serialization.Encoding.DER, private_format, serialization.NoEncryption())
         needles.extend(bytes_needles(kind, der))
         pem = key.private_bytes(serialization.Encoding.PEM, private_format, serialization.NoEncryption()).decode()
         body = [line for line in pem.splitlines() if line and not line.startswith("-----")]
-        # A PEM body line is 64 characters; the last, shorter one may match public parts less uniquely.
-        needles.extend(Needle(kind, f"PEM line {index + 1}", line) for index, line in enumerate(body)
-                       if len(line) == 64)
+        for index, line in enumerate(body):
+            # Only full 64-character lines, and none made only of public key bytes: those
+            # also appear, by chance of alignment, in the certificate's PEM.
+            if len(line) == 64 and base64.b64decode(line) not in public_der:
+                needles.append(Needle(kind, f"PEM line {index + 1}", line))
     if isinstance(key, ec.EllipticCurvePrivateKey):
         private_value = key.private_numbers().private_value
         size = (key.curve.key_size + 7) // 8

@@ -56,3 +56,5 @@ class FlowRecord:
     portal_session: HostClient
     director_session: HostClient
     tenant_job_id: str
+    # Schema of the tenant that the background job created.
+    background_schema_name: str

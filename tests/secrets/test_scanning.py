@@ -60,3 +60,20 @@ def test_private_key_pem_line_is_found():
 
 def test_unrelated_text_is_not_a_finding():
     assert find_secrets("Tunnel up: EC100:1f86c7c6 in acme", _registry().needles, where="gateway.log") == []
+
+
+def test_public_key_pem_lines_are_not_needles():
+    """A private key PEM line made only of public key bytes would match the certificate by chance."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP384R1())
+    registry = SecretRegistry()
+    registry.add_private_key("CA private key", key)
+    public_der = key.public_key().public_bytes(serialization.Encoding.DER,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    pem_needles = [needle for needle in registry.needles if needle.encoding.startswith("PEM line")]
+
+    assert pem_needles
+    assert all(base64.b64decode(needle.text) not in public_der for needle in pem_needles)
