@@ -29,11 +29,14 @@ from django.http.request import split_domain_port, validate_host  # noqa: E402
 
 from common.db import released_connection  # noqa: E402
 from common.log_context import set_log_schema  # noqa: E402
+from common.log_filters import install_url_secret_filters  # noqa: E402
 from onboarding.longpoll import poll_onboard_request  # noqa: E402
 from ops.metrics import HTTP_REQUESTS  # noqa: E402
 from tenants.models import Domain  # noqa: E402
 
 logger = logging.getLogger(__name__)
+# uvicorn (web and EST HTTPS servers alike) logs each request path, which may carry a password-reset token.
+install_url_secret_filters()
 
 django_application = get_asgi_application()
 
