@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import connection
 
 from tests.conftest import _database_url, _wait_for_port, _wait_for_text, start_process, stop_process
+from tests.secrets.mailbox import MAILBOX_VARIABLE
 from tests.secrets.stack import FlowRecord, SecretsStack
 
 SPY = [sys.executable, "-m", "tests.secrets.publish_spy"]
@@ -42,7 +43,8 @@ def secrets_stack(world, django_db_blocker, tmp_path_factory) -> SecretsStack:
     env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "tests.settings",
            "PYTHONUNBUFFERED": "1", "ZTSP_LOG_LEVEL": "DEBUG", "ZTSP_DIRECTOR_PORT": str(web_port),
            "ZTSP_TUNNEL_PORT": str(tunnel_port), "ZTSP_TUNNEL_PUBLIC_PORT": str(tunnel_port),
-           "ZTSP_HTTPS_PORT": str(https_port)}
+           "ZTSP_HTTPS_PORT": str(https_port), "DJANGO_EMAIL_BACKEND": "tests.secrets.mailbox.MailboxBackend",
+           MAILBOX_VARIABLE: str(logs / "mailbox.jsonl")}
     spy = [*SPY, str(task_log)]
     processes = {
         "web": start_process("web", [*spy, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",

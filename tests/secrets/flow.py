@@ -157,6 +157,30 @@ def _present_rejected_credentials(stack: SecretsStack, domain: str, product_id: 
     _expect(failed_login, 200, "admin sign-in with a wrong password")
 
 
+def _reset_password(stack: SecretsStack, email: str, registry: SecretRegistry) -> str:
+    """Reset an MSP user's password through the portal and its emailed link; return the new password."""
+    from tests.secrets.mailbox import MAILBOX_VARIABLE
+
+    browser = stack.client()
+    _expect(browser.post_form("/portal/password-reset/", {"email": email}), 200, "password reset request")
+    mailbox = Path(stack.env[MAILBOX_VARIABLE])
+    sent = [json.loads(line) for line in mailbox.read_text().splitlines() if email in line]
+    assert sent, "no password reset email was sent"
+    link = re.search(r"/portal/password-reset/([^/\s]+)/([^/\s]+)/", sent[-1]["body"])
+    assert link, "the password reset email has no link"
+    uid, token = link.groups()
+    registry.add_text("password reset token", token)
+
+    # The link stores the token in the session and redirects to the form, so the form's URL has no token.
+    _expect(browser.get(link.group(0)), 200, "password reset link")
+    new_password = secrets.token_urlsafe(18)
+    registry.add_text("MSP user password", new_password)
+    done = browser.post_form(f"/portal/password-reset/{uid}/set-password/",
+                             {"new_password1": new_password, "new_password2": new_password})
+    _expect(done, 200, "set the new password")
+    return new_password
+
+
 def _approve_when_pending(director, product_id: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -293,7 +317,8 @@ def run_flow(stack: SecretsStack, world, work_dir: Path, pytest_log: Path) -> Fl
     registry.add_text("MSP user password", msp_password)
     registry.add_text("MSP Basic credentials",
                       base64.b64encode(f"{msp_username}:{msp_password}".encode()).decode())
-    add_msp_user(MSP.objects.get(slug=msp_slug), msp_username, actor=VENDOR, password=msp_password)
+    msp_email = f"{msp_username}@example.com"
+    add_msp_user(MSP.objects.get(slug=msp_slug), msp_username, actor=VENDOR, password=msp_password, email=msp_email)
 
     product_ids = [new_product_id(), new_product_id()]
     csv_file = work_dir / "factory.csv"
@@ -340,6 +365,7 @@ def run_flow(stack: SecretsStack, world, work_dir: Path, pytest_log: Path) -> Fl
     rotated = _expect(msp_api.post_json(f"/api/v1/msp/tenant-registrations/{registration_id}/rotate", {}), 200,
                       "rotate tenant key").json()
     registry.add_text("tenant access key", rotated["access_key"])
+    msp_password = _reset_password(stack, msp_email, registry)
     portal = stack.client()
     portal.sign_in("/portal/login/", msp_username, msp_password)
     _register_session(registry, portal, "MSP portal session id")
