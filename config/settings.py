@@ -22,6 +22,9 @@ env = environ.Env()
 ZTSP_ENV = env.str("ZTSP_ENV", default="development")
 PRODUCTION = ZTSP_ENV == "production"
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
+# The debug error page lists the settings; this filter also hides the Redis
+# and broker URLs, which may carry a password.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "config.error_reports.SettingsFilter"
 
 # Roles this process serves. The Provision Server is the vendor's cloud side
 # (products, MSPs, ZTP lookup). The Director serves tenants (onboarding, PKI,
