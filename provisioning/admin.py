@@ -21,7 +21,7 @@ from common.http import client_address
 from msp.models import MSP
 from msp.services.products import allocate_products, numbered
 from provisioning.admin_search import search_products
-from provisioning.models import ImportBatch, Product, ProductModel, ProvisioningAccessKey
+from provisioning.models import CredentialType, ImportBatch, Product, ProductModel, ProvisioningAccessKey
 from provisioning.services.access_keys import create_access_key, normalize_model_list, revoke_access_key
 from provisioning.services.product_state import set_products_state
 
@@ -66,9 +66,10 @@ class ProductAdmin(admin.ModelAdmin):
     list_select_related = ["msp", "tenant_registration"]
     autocomplete_fields = ["msp", "tenant_registration"]
     readonly_fields = ["product_id", "model_number", "uuid", "created_at", "import_batch", "last_lookup_at",
-                       "last_lookup_address", "last_facts", "credential_type", "credential", "metadata",
+                       "last_lookup_address", "last_facts", "credential_type", "credential_shown", "metadata",
                        "allocated_at", "claimed_at", "mapped_at"]
-    exclude = []
+    # The credential is shown by credential_shown, which hides secret hashes.
+    exclude = ["credential"]
     show_full_result_count = False
     paginator = CappedCountPaginator
     action_form = ProductActionForm
@@ -77,6 +78,14 @@ class ProductAdmin(admin.ModelAdmin):
 
     def get_search_results(self, request, queryset, search_term):
         return search_products(queryset, search_term), False
+
+    @admin.display(description="credential")
+    def credential_shown(self, product: Product) -> str:
+        # A secret's SHA-256 keys the lookup's proof of possession, so whoever
+        # reads it can answer the device's challenges; a public key is public.
+        if product.credential_type == CredentialType.SECRET_SHA256:
+            return "stored, not shown"
+        return product.credential
 
     def has_add_permission(self, request):
         # Products come from the manufacturing import, which validates and audits them.

@@ -199,3 +199,32 @@ def test_api_docs_use_no_cdn(world):
     assert response.status_code == 200
     assert "cdn.jsdelivr.net" not in response.content.decode()
     assert "/static/drf_spectacular_sidecar/" in response.content.decode()
+
+
+def test_product_page_hides_secret_hash(staff):
+    secret_hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    product_id = "EC100:5ec7e700-0000-4000-8000-000000000001"
+    import_csv(csv_bytes("product_id,secret_sha256", f"{product_id},{secret_hash}"))
+    pk = Product.objects.get(product_id=product_id).pk
+
+    response = staff.get(f"{CHANGELIST}{pk}/change/")
+
+    assert response.status_code == 200
+    assert secret_hash not in response.content.decode()
+    assert "stored, not shown" in response.content.decode()
+
+
+def test_product_page_shows_public_key(staff):
+    from cryptography.hazmat.primitives import serialization
+
+    from tests.factories import make_key
+
+    public_pem = make_key().public_key().public_bytes(serialization.Encoding.PEM,
+                                                      serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    product_id = "EC100:5ec7e700-0000-4000-8000-000000000002"
+    import_csv(csv_bytes("product_id,public_key", f'{product_id},"{public_pem}"'))
+    pk = Product.objects.get(product_id=product_id).pk
+
+    response = staff.get(f"{CHANGELIST}{pk}/change/")
+
+    assert public_pem.splitlines()[1] in response.content.decode()
