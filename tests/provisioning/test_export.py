@@ -75,9 +75,21 @@ def test_export_header_and_rows(msp):
     # assigns ids in no guaranteed order, so rows are compared as a set.
     assert sorted(exported_rows(data)) == sorted([
         [with_key, "S1", pem, ""],
-        [with_secret, "S2", "", SECRET_HASH],
+        [with_secret, "S2", "", ""],
         [bare, "", "", ""],
     ])
+
+
+def test_export_writes_secret_hash_only_when_asked(msp):
+    product_id = new_product_id()
+    import_csv(csv_bytes("product_id,serial,public_key,secret_sha256", f"{product_id},S2,,{SECRET_HASH}"),
+               allocate_to=msp)
+
+    default, _count = export(msp=msp)
+    asked, _count = export(msp=msp, include_secret_hashes=True)
+
+    assert SECRET_HASH.encode() not in default
+    assert exported_rows(asked) == [[product_id, "S2", "", SECRET_HASH]]
 
 
 def test_export_quotes_pem_across_lines(msp):
@@ -219,3 +231,17 @@ def test_command_unknown_msp_raises(tmp_path):
         call_command("export_products", "--msp", "no-such-msp", "--output", str(path), stderr=io.StringIO())
 
     assert not path.exists()
+
+
+def test_command_secret_hashes_flag_warns(msp, tmp_path):
+    product_id = new_product_id()
+    import_csv(csv_bytes("product_id,serial,public_key,secret_sha256", f"{product_id},S2,,{SECRET_HASH}"),
+               allocate_to=msp)
+    path = tmp_path / "export.csv"
+    stderr = io.StringIO()
+
+    call_command("export_products", "--msp", msp.slug, "--output", str(path), "--include-secret-hashes",
+                 stderr=stderr)
+
+    assert SECRET_HASH.encode() in path.read_bytes()
+    assert "keep it as secret" in stderr.getvalue()
