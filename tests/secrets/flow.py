@@ -57,19 +57,27 @@ def _create_access_key_in_admin(admin) -> str:
     return match.group(0)
 
 
-def _write_manufacturing_csv(path: Path, product_ids: list[str], registry: SecretRegistry) -> None:
-    """Write a factory CSV: the first product with a device public key, the second with a secret's SHA-256."""
+def _write_manufacturing_csv(path: Path, product_ids: list[str], registry: SecretRegistry) -> list[dict]:
+    """Write a factory CSV: the first product with a device public key, the second with a secret's SHA-256.
+
+    Returns the credential each EC keeps in its device.json, in the order of ``product_ids``.
+    """
     device_key = make_key()
+    private_pem = device_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()).decode()
     public_pem = device_key.public_key().public_bytes(serialization.Encoding.PEM,
                                                       serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     device_secret = secrets.token_urlsafe(32)
     secret_sha256 = hashlib.sha256(device_secret.encode()).hexdigest()
     registry.add_private_key("device credential private key", device_key)
     registry.add_text("device secret", device_secret)
+    # The lookup's HMAC proof is keyed with this hash, so it is as secret as the device secret.
+    registry.add_text("device secret SHA-256", secret_sha256)
     rows = ["product_id,serial,public_key,secret_sha256",
             f'{product_ids[0]},SN-{product_ids[0][-6:]},"{public_pem}",',
             f"{product_ids[1]},SN-{product_ids[1][-6:]},,{secret_sha256}"]
     path.write_text("\n".join(rows) + "\n")
+    return [{"type": "public_key", "private_key_pem": private_pem}, {"type": "secret", "secret": device_secret}]
 
 
 class _KeyWatcher:
@@ -194,8 +202,10 @@ def _approve_when_pending(director, product_id: str, timeout: float = 60) -> Non
     raise AssertionError(f"{product_id} never appeared in the pending list")
 
 
-def _run_ec(stack: SecretsStack, state_dir: Path, product_id: str, provisioning_key: str, director) -> object:
-    write_device(state_dir, product_id, f"http://localhost:{stack.web_port}", provisioning_key, {"model": "EC100"})
+def _run_ec(stack: SecretsStack, state_dir: Path, product_id: str, provisioning_key: str, director,
+            credential: dict) -> dict:
+    write_device(state_dir, product_id, f"http://localhost:{stack.web_port}", provisioning_key, {"model": "EC100"},
+                 credential=credential)
     options = AgentOptions(resolve=(f"*.localhost:{stack.web_port}:127.0.0.1",
                                     f"localhost:{stack.tunnel_port}:127.0.0.1"),
                            backoff_max=2, wait_seconds=20, deadline_seconds=90, exit_when_connected=True,
@@ -263,6 +273,16 @@ def _register_poll_tokens(registry: SecretRegistry, schema_name: str, product_id
     return len(requests)
 
 
+def _assert_device_proofs_verified(schema_name: str, product_ids: list[str]) -> None:
+    from onboarding.models import OnboardRequest
+
+    with schema_context(schema_name):
+        for product_id in product_ids:
+            proofs = set(OnboardRequest.objects.filter(edge_controller__product_id=product_id)
+                         .values_list("device_proof", flat=True))
+            assert proofs == {OnboardRequest.DeviceProof.VERIFIED}, f"{product_id}: device proof {proofs}"
+
+
 def _first_request_id(schema_name: str, product_id: str) -> str:
     from onboarding.models import OnboardRequest
 
@@ -322,7 +342,7 @@ def run_flow(stack: SecretsStack, world, work_dir: Path, pytest_log: Path) -> Fl
 
     product_ids = [new_product_id(), new_product_id()]
     csv_file = work_dir / "factory.csv"
-    _write_manufacturing_csv(csv_file, product_ids, registry)
+    device_credentials = _write_manufacturing_csv(csv_file, product_ids, registry)
     stack.run_command("import_products", ["import_products", str(csv_file), "--allocate-to", msp_slug])
 
     # The MSP: API tokens, claim, a hosted tenant with its admin, mapping.
@@ -348,14 +368,16 @@ def run_flow(stack: SecretsStack, world, work_dir: Path, pytest_log: Path) -> Fl
 
     # The EC: lookup, onboard, certificate, tunnel, renewal over the tunnel.
     tenant_admin = stack.client(domain).with_basic(f"admin-{run}", tenant_admin_password)
-    state_dir = work_dir / "ec"
-    outcome = _run_ec(stack, state_dir, product_ids[0], provisioning_key, tenant_admin)
-    result = outcome["result"]
-    assert result.phase == "tunnel_up", f"the EC stopped at {result.phase}: {result.error}"
-    assert len(outcome["keys"]) >= 2, "the EC did not renew with a new key"
-    for key_pem in outcome["keys"]:
-        registry.add_pem_private_key("EC private key", key_pem)
-    assert _register_poll_tokens(registry, schema_name, product_ids[0]) >= 1
+    # Both ECs prove their device credential at lookup: a key pair, then a secret.
+    for index, (product_id, credential) in enumerate(zip(product_ids, device_credentials, strict=True)):
+        outcome = _run_ec(stack, work_dir / f"ec{index}", product_id, provisioning_key, tenant_admin, credential)
+        result = outcome["result"]
+        assert result.phase == "tunnel_up", f"EC {index} stopped at {result.phase}: {result.error}"
+        assert len(outcome["keys"]) >= 2, f"EC {index} did not renew with a new key"
+        for key_pem in outcome["keys"]:
+            registry.add_pem_private_key("EC private key", key_pem)
+        assert _register_poll_tokens(registry, schema_name, product_id) >= 1
+    _assert_device_proofs_verified(schema_name, product_ids)
 
     # Rotations: the tenant access key and the MSP token, then the issuing CA and the data key.
     second_token = _expect(msp_basic.post_json("/api/v1/msp/tokens", {"name": "second"}), 201,
