@@ -80,30 +80,44 @@ def _write_manufacturing_csv(path: Path, product_ids: list[str], registry: Secre
     return [{"type": "public_key", "private_key_pem": private_pem}, {"type": "secret", "secret": device_secret}]
 
 
-class _KeyWatcher:
-    """Reads the EC's key file while the agent runs, so both the first and the renewed key are registered."""
+class _StateWatcher:
+    """Reads the EC's key file and state while the agent runs, so secrets it replaces or forgets are registered.
 
-    def __init__(self, key_file: Path):
-        self.key_file = key_file
-        self.seen: set[bytes] = set()
+    The agent replaces its key at renewal and drops its lookup proof token
+    once onboarded; both are secrets that the logs must not show.
+    """
+
+    def __init__(self, state_dir: Path):
+        self.state_dir = state_dir
+        self.keys: set[bytes] = set()
+        self.lookup_proofs: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
 
+    def _read(self) -> None:
+        key_file, state_file = self.state_dir / "key.pem", self.state_dir / "state.json"
+        if key_file.exists():
+            data = key_file.read_bytes()
+            if b"END" in data:
+                self.keys.add(data)
+        try:
+            proof = json.loads(state_file.read_text()).get("lookup_proof")
+        except (OSError, ValueError):
+            proof = None
+        if proof:
+            self.lookup_proofs.add(proof)
+
     def _watch(self) -> None:
         while not self._stop.is_set():
-            if self.key_file.exists():
-                data = self.key_file.read_bytes()
-                if b"END" in data:
-                    self.seen.add(data)
+            self._read()
             time.sleep(0.05)
 
-    def stop(self) -> set[bytes]:
+    def stop(self) -> _StateWatcher:
         self._stop.set()
         self._thread.join(timeout=5)
-        if self.key_file.exists():
-            self.seen.add(self.key_file.read_bytes())
-        return self.seen
+        self._read()
+        return self
 
 
 def _create_tenant_in_background(portal, run: str, registry: SecretRegistry) -> str:
@@ -215,12 +229,13 @@ def _run_ec(stack: SecretsStack, state_dir: Path, product_id: str, provisioning_
     def target():
         outcome["result"] = asyncio.run(run_agent(state_dir, options))
 
-    watcher = _KeyWatcher(state_dir / "key.pem")
+    watcher = _StateWatcher(state_dir)
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     _approve_when_pending(director, product_id)
     thread.join(timeout=120)
-    outcome["keys"] = watcher.stop()
+    seen = watcher.stop()
+    outcome["keys"], outcome["lookup_proofs"] = seen.keys, seen.lookup_proofs
     return outcome
 
 
@@ -376,6 +391,9 @@ def run_flow(stack: SecretsStack, world, work_dir: Path, pytest_log: Path) -> Fl
         assert len(outcome["keys"]) >= 2, f"EC {index} did not renew with a new key"
         for key_pem in outcome["keys"]:
             registry.add_pem_private_key("EC private key", key_pem)
+        assert outcome["lookup_proofs"], f"EC {index} kept no lookup proof token"
+        for token in outcome["lookup_proofs"]:
+            registry.add_text("lookup proof token", token)
         assert _register_poll_tokens(registry, schema_name, product_id) >= 1
     _assert_device_proofs_verified(schema_name, product_ids)
 
