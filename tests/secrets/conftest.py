@@ -25,6 +25,17 @@ from tests.secrets.stack import FlowRecord, SecretsStack
 SPY = [sys.executable, "-m", "tests.secrets.publish_spy"]
 
 
+def pytest_collection_modifyitems(items):
+    """Run the log searches after the other tests of this folder, so they also cover the requests those make."""
+    logs = [item for item in items if item.nodeid.startswith("tests/secrets/test_logs.py")]
+    if not logs:
+        return
+    others = [item for item in items if item not in logs]
+    last_secrets = max((index for index, item in enumerate(others) if item.nodeid.startswith("tests/secrets/")),
+                       default=len(others) - 1)
+    items[:] = others[:last_secrets + 1] + logs + others[last_secrets + 1:]
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
