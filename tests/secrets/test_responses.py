@@ -1,7 +1,7 @@
 """Secrets are shown once, in the response that creates them, and on no list, detail, export or page.
 
-Every read endpoint of the MSP, vendor and Director APIs, every changelist
-and change page of the Django admin, and the MSP portal and Director pages
+Every read endpoint of the MSP, vendor and Director APIs, every changelist,
+change page and history page of the Django admin, and the MSP portal and Director pages
 are fetched after the whole flow and searched for every secret it made.
 """
 
@@ -39,10 +39,11 @@ def _admin_paths() -> list[str]:
         prefix = f"admin:{model._meta.app_label}_{model._meta.model_name}"
         paths.append(reverse(f"{prefix}_changelist", urlconf="config.urls_public"))
         for pk in model.objects.order_by("-pk").values_list("pk", flat=True)[:CHANGE_PAGES_PER_MODEL]:
-            try:
-                paths.append(reverse(f"{prefix}_change", args=[pk], urlconf="config.urls_public"))
-            except NoReverseMatch:
-                continue
+            for page in ("change", "history"):
+                try:
+                    paths.append(reverse(f"{prefix}_{page}", args=[pk], urlconf="config.urls_public"))
+                except NoReverseMatch:
+                    continue
     return paths
 
 
