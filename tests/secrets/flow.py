@@ -1,12 +1,15 @@
 """The whole flow on the DEBUG stack, through the same surfaces people and devices use.
 
 Vendor staff create a provisioning access key in the admin, create an MSP
-with the vendor API and import products with per-device credentials. The
-MSP creates API tokens, claims, creates a hosted tenant, maps, rotates the
-tenant access key and revokes a token in the portal. A simulated EC looks
-up, onboards, gets its certificate, opens its tunnel and renews over it.
-Then the issuing CA and the data key are rotated, and the EC enrolls once
-more over EST on the HTTPS server. Every secret on the way is registered.
+with the vendor API and import products with per-device credentials (a
+public key, a secret's SHA-256). The MSP creates API tokens, claims,
+creates a hosted tenant and maps. Two simulated ECs prove their credential
+at lookup, onboard, get their certificate, open their tunnel and renew over
+it. Then the MSP rotates its token and the tenant access key, resets its
+password through the emailed link, and creates a tenant as a background
+job. The issuing CA and the data key are rotated, an EC enrolls once more
+over EST on the HTTPS server, and wrong credentials are sent to each
+surface. Every secret on the way is registered.
 """
 
 from __future__ import annotations
