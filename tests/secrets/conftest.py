@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import sys
 
@@ -51,11 +52,12 @@ def secrets_stack(world, django_db_blocker, tmp_path_factory) -> SecretsStack:
     with django_db_blocker.unblock():
         database_url = _database_url()
     web_port, tunnel_port, https_port = _free_port(), _free_port(), _free_port()
+    metrics_token = secrets.token_urlsafe(32)
     env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "tests.settings",
            "PYTHONUNBUFFERED": "1", "ZTSP_LOG_LEVEL": "DEBUG", "ZTSP_DIRECTOR_PORT": str(web_port),
            "ZTSP_TUNNEL_PORT": str(tunnel_port), "ZTSP_TUNNEL_PUBLIC_PORT": str(tunnel_port),
            "ZTSP_HTTPS_PORT": str(https_port), "DJANGO_EMAIL_BACKEND": "tests.secrets.mailbox.MailboxBackend",
-           MAILBOX_VARIABLE: str(logs / "mailbox.jsonl")}
+           MAILBOX_VARIABLE: str(logs / "mailbox.jsonl"), "ZTSP_METRICS_TOKEN": metrics_token}
     spy = [*SPY, str(task_log)]
     processes = {
         "web": start_process("web", [*spy, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
@@ -78,7 +80,7 @@ def secrets_stack(world, django_db_blocker, tmp_path_factory) -> SecretsStack:
         for process in processes.values():
             stop_process(process)
         raise
-    yield SecretsStack(web_port, tunnel_port, https_port, env, logs, task_log, processes)
+    yield SecretsStack(web_port, tunnel_port, https_port, env, logs, task_log, processes, metrics_token)
     for process in processes.values():
         stop_process(process)
 

@@ -160,9 +160,11 @@ def _present_rejected_credentials(stack: SecretsStack, domain: str, product_id: 
     wrong_tenant_key = f"ztsp_tk_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}"
     wrong_poll_token = f"ztsp_poll_{secrets.token_hex(32)}"
     wrong_password = secrets.token_urlsafe(18)
+    wrong_metrics_token = secrets.token_urlsafe(32)
     for kind, value in (("rejected provisioning access key", wrong_key), ("rejected tenant access key",
                         wrong_tenant_key), ("rejected poll token", wrong_poll_token),
-                        ("rejected password", wrong_password), ("MSP API token", revoked_token)):
+                        ("rejected password", wrong_password), ("MSP API token", revoked_token),
+                        ("rejected metrics token", wrong_metrics_token)):
         registry.add_text(kind, value)
 
     lookup = stack.client().with_bearer(wrong_key).post_json("/api/v1/ztp/lookup", {"product_id": product_id})
@@ -177,6 +179,7 @@ def _present_rejected_credentials(stack: SecretsStack, domain: str, product_id: 
             "poll with a wrong token")
     _expect(stack.client().with_basic("vendor-admin", wrong_password).get("/api/v1/vendor/msps"), 401,
             "vendor API with a wrong password")
+    _expect(stack.client().with_bearer(wrong_metrics_token).get("/metrics"), 401, "metrics with a wrong token")
     failed_login = stack.client().post_form("/admin/login/?next=/admin/",
                                             {"username": "vendor-admin", "password": wrong_password}, follow=False)
     _expect(failed_login, 200, "admin sign-in with a wrong password")
@@ -331,6 +334,7 @@ def run_flow(stack: SecretsStack, world, work_dir: Path, pytest_log: Path) -> Fl
     stop_recording = _record_in_process_tasks(stack.task_log)
     run = secrets.token_hex(4)
     registry.add_text("DJANGO_SECRET_KEY", settings.SECRET_KEY)
+    registry.add_text("metrics token", stack.metrics_token)
     registry.add_text("ZTSP_HASH_KEY", settings.ZTSP_HASH_KEY)
     for data_key in settings.ZTSP_DATA_KEYS:
         registry.add_text("data key", data_key)

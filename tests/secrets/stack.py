@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.conftest import PROJECT_DIR
@@ -21,6 +21,8 @@ class SecretsStack:
     logs: Path
     task_log: Path
     processes: dict
+    # Bearer token of the web server's /metrics.
+    metrics_token: str = field(repr=False)
 
     def client(self, host: str = "localhost") -> HostClient:
         return HostClient(host, self.web_port)

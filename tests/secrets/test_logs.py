@@ -32,6 +32,7 @@ def test_flow_registered_every_secret_kind(secret_flow):
                 "tenant access key", "poll token", "vendor admin password", "MSP user password",
                 "tenant admin password", "root CA private key", "issuing CA private key", "EC private key",
                 "vendor admin session id", "MSP portal session id", "Director session id", "password reset token",
-                "device secret", "device secret SHA-256", "device credential private key", "lookup proof token"}
+                "device secret", "device secret SHA-256", "device credential private key", "lookup proof token",
+                "metrics token"}
 
     assert expected <= secret_flow.registry.kinds, sorted(expected - secret_flow.registry.kinds)

@@ -110,6 +110,12 @@ def test_director_pages_show_no_secret(secret_flow, committed):
     _assert_pages_hold_no_secret(secret_flow.director_session, paths, secret_flow.registry.needles)
 
 
+def test_operations_endpoints_show_no_secret(secret_flow):
+    scraper = secret_flow.stack.client().with_bearer(secret_flow.stack.metrics_token)
+
+    _assert_pages_hold_no_secret(scraper, ["/healthz", "/readyz", "/metrics"], secret_flow.registry.needles)
+
+
 def test_product_export_holds_no_secret(secret_flow):
     completed = subprocess.run([sys.executable, "manage.py", "export_products", "--msp", secret_flow.msp_slug],
                                cwd=PROJECT_DIR, env=secret_flow.stack.env, capture_output=True, text=True,
