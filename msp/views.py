@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api import ApiError
+from config.parsers import JSONParser
 from msp import serializers as s
 from msp.authentication import IsMSP, IsVendorStaff, MSPTokenAuthentication, actor_of, msp_of
 from msp.management_urls import InvalidManagementUrl
@@ -62,7 +63,7 @@ def _items_from_request(request) -> list[tuple[int, str]]:
 class MSPView(APIView):
     authentication_classes = MSP_AUTHENTICATION
     permission_classes = [IsMSP]
-    parser_classes = [parsers.JSONParser, CsvParser]
+    parser_classes = [JSONParser, CsvParser]
 
 
 class ProductCursorPagination(CursorPagination):
@@ -199,7 +200,7 @@ def _own_registration(request, registration_id) -> TenantRegistration:
 class MapProductsView(MSPView):
     """Map claimed products to one of the caller's tenant registrations."""
 
-    parser_classes = [parsers.JSONParser]
+    parser_classes = [JSONParser]
 
     def post(self, request):
         serializer = s.MapProductsSerializer(data=request.data)
@@ -299,7 +300,7 @@ class TenantRegistrationDetailView(MSPView):
 class TenantRegistrationRotateView(MSPView):
     """Rotate the access key of a tenant that this deployment hosts for the caller's MSP."""
 
-    parser_classes = [parsers.JSONParser]
+    parser_classes = [JSONParser]
 
     @extend_schema(
         request=s.RotateKeyRequestSerializer,
@@ -339,7 +340,7 @@ def _tenant_error(error) -> ApiError:
 class HostedTenantView(MSPView):
     """Create a Director tenant hosted by this deployment (schema, domain, access key, issuing CA)."""
 
-    parser_classes = [parsers.JSONParser]
+    parser_classes = [JSONParser]
 
     @extend_schema(request=s.HostedTenantSerializer, responses={201: OpenApiResponse(description="Created")},
                    tags=["MSP API"])
@@ -442,7 +443,7 @@ class VendorAllocateView(APIView):
 
     authentication_classes = VENDOR_AUTHENTICATION
     permission_classes = [IsVendorStaff]
-    parser_classes = [parsers.JSONParser, CsvParser]
+    parser_classes = [JSONParser, CsvParser]
 
     def post(self, request, slug: str):
         msp = MSP.objects.filter(slug=slug).first()
