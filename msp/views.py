@@ -314,7 +314,8 @@ class TenantRegistrationRotateView(MSPView):
     )
     def post(self, request, pk: int):
         registration = _own_registration(request, pk)
-        serializer = s.RotateKeyRequestSerializer(data=request.data or {})
+        # An empty body parses to {}, but a JSON null or list must fail validation rather than rotate with defaults.
+        serializer = s.RotateKeyRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
             rotated = registrations.rotate_registration_access_key(
