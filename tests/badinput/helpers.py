@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 from django.db import connection
 from django_tenants.utils import schema_context
@@ -50,7 +51,7 @@ def assert_error(response, status: int, code: str) -> dict:
     """Check the status and the JSON ``code`` of an error response; return the body."""
     assert response.status_code == status, (response.status_code, response.content[:500])
     assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
-    body = response.json()
+    body = json.loads(response.content)
     assert body["code"] == code, body
     assert body["detail"], body
     return body
