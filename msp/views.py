@@ -10,6 +10,7 @@ import io
 import logging
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import authentication, generics, parsers, status
 from rest_framework.pagination import CursorPagination
@@ -45,7 +46,13 @@ class CsvParser(parsers.BaseParser):
     media_type = "text/csv"
 
     def parse(self, stream, media_type=None, parser_context=None):
-        return {"csv": stream.read()}
+        # DRF hands over the raw request stream, which Django checks against
+        # DATA_UPLOAD_MAX_MEMORY_SIZE only when request.body is read, so the limit is applied here.
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        body = stream.read(limit + 1)
+        if len(body) > limit:
+            raise RequestDataTooBig(f"The CSV body exceeds the limit of {limit} bytes.")
+        return {"csv": body}
 
 
 def _items_from_request(request) -> list[tuple[int, str]]:
