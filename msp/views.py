@@ -57,11 +57,17 @@ class CsvParser(parsers.BaseParser):
 
 def _items_from_request(request) -> list[tuple[int, str]]:
     """Return (position, raw Product ID) pairs from a JSON list or a CSV body."""
-    if isinstance(request.data, dict) and "csv" in request.data and isinstance(request.data["csv"], bytes):
+    if request.content_type.partition(";")[0].strip().lower() == CsvParser.media_type:
+        # An empty body is never parsed, so request.data is then an empty dict.
+        body = request.data.get("csv", b"") if isinstance(request.data, dict) else b""
         try:
-            return list(ProductIdColumn(io.BytesIO(request.data["csv"])))
+            items = list(ProductIdColumn(io.BytesIO(body)))
         except ImportFileError as error:
             raise ApiError(400, "unreadable_csv", f"The CSV body cannot be read: {error}") from error
+        if not items:
+            raise ApiError(400, "empty_csv", "The CSV body contains no Product IDs: every line is blank or a "
+                                             "header. Send one Product ID per line.")
+        return items
     serializer = s.ProductIdListSerializer(data=request.data)
     serializer.is_valid(raise_exception=True)
     return products.numbered(serializer.validated_data["product_ids"])
