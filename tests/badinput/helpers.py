@@ -75,14 +75,6 @@ def basic_header(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
 
-def tenant_admin_client(persona) -> APIClient:
-    from tests.conftest import ADMIN_PASSWORD
-
-    client = APIClient(HTTP_HOST=persona.domain)
-    client.credentials(HTTP_AUTHORIZATION=basic_header(persona.tenant_admin_username, ADMIN_PASSWORD))
-    return client
-
-
 def onboard_client(persona) -> APIClient:
     """A client of the persona's tenant host that presents the tenant access key, like an EC."""
     client = APIClient(HTTP_HOST=persona.domain)
