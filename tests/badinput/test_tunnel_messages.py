@@ -40,3 +40,27 @@ def test_malformed_line_closes_only_its_tunnel(world, connect, line):  # noqa: F
     assert [message.get("code") for message in received] == ["invalid_message"]
     healthy.send({"type": "heartbeat", "seq": 1})
     assert healthy.receive() == {"type": "heartbeat", "seq": 1}
+
+
+@pytest.mark.parametrize(("message", "code"), [
+    ({"type": "ack", "version": 10**30, "status": "applied"}, "invalid_ack"),
+    ({"type": "ack", "version": 2**31, "status": "applied"}, "invalid_ack"),
+    ({"type": "ack", "version": 1, "status": "failed", "detail": "disk\x00full"}, "invalid_ack"),
+    ({"type": "ack", "version": "1", "status": "applied"}, "invalid_ack"),
+    ({"type": "ack", "version": 1, "status": {"applied": True}}, "invalid_ack"),
+    ({"type": "renew", "csr": ["-----BEGIN CERTIFICATE REQUEST-----"]}, "csr_malformed"),
+    ({"type": "renew", "csr": "not a CSR"}, "csr_malformed"),
+    ({"type": ["heartbeat"]}, "unknown_type"),
+    ({"type": "hello"}, "unknown_type"),
+], ids=["version_over_column", "version_2_31", "nul_detail", "version_string", "status_object", "csr_list",
+        "csr_text", "type_list", "second_hello"])
+def test_invalid_message_gets_error_and_tunnel_stays(world, connect, message, code):  # noqa: F811
+    tunnel, _hello = connect(onboard_ec(world.a))
+
+    tunnel.send(message)
+
+    reply = tunnel.receive()
+    assert reply["type"] == "error", reply
+    assert reply["code"] == code, reply
+    tunnel.send({"type": "heartbeat", "seq": 2})
+    assert tunnel.receive() == {"type": "heartbeat", "seq": 2}
