@@ -75,12 +75,12 @@ def exception_handler(exc, context):
 
     if isinstance(exc, exceptions.ValidationError):
         errors = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-        fields = ", ".join(sorted(errors))
-        response.data = error_body(
-            _first_code(exc.get_codes()),
-            f"Invalid request body: check the fields {fields}.",
-            errors=errors,
-        )
+        if set(errors) == {"non_field_errors"}:
+            # A non-object body or a rule across fields is explained by its own message, not by a field list.
+            detail = "Invalid request body: " + " ".join(str(message) for message in errors["non_field_errors"])
+        else:
+            detail = f"Invalid request body: check the fields {', '.join(sorted(errors))}."
+        response.data = error_body(_first_code(exc.get_codes()), detail, errors=errors)
     elif isinstance(exc, exceptions.Throttled):
         response.data = error_body(
             "throttled",

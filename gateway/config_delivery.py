@@ -22,6 +22,8 @@ from gateway.records import TunnelPeer
 logger = logging.getLogger(__name__)
 
 ACK_STATUSES = ("applied", "ok", "failed")
+# Config versions are stored in PostgreSQL integer columns.
+MAX_CONFIG_VERSION = 2**31 - 1
 
 
 @released_connection
@@ -45,12 +47,15 @@ def parse_ack(message: dict) -> tuple[int, str, str] | str:
     version = message.get("version")
     status = message.get("status")
     detail = message.get("detail") or ""
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        return f"version {version!r} is not a positive integer"
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_CONFIG_VERSION:
+        return f"version {version!r} is not a positive integer of at most {MAX_CONFIG_VERSION}"
     if status not in ACK_STATUSES:
         return f"status {status!r} is not one of {', '.join(ACK_STATUSES)}"
     if not isinstance(detail, str):
         return "detail is not a string"
+    if "\x00" in detail:
+        # PostgreSQL text cannot store NUL.
+        return "detail contains a NUL character"
     return version, status, detail
 
 

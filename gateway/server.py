@@ -236,7 +236,11 @@ class TunnelGateway:
         line = await asyncio.wait_for(reader.readline(), timeout=timeout)
         if not line:
             return None
-        message = json.loads(line)
+        try:
+            message = json.loads(line)
+        except RecursionError as error:
+            # json raises RecursionError, not ValueError, for nesting deeper than about 1,000 levels.
+            raise ValueError("message is nested too deeply") from error
         if not isinstance(message, dict):
             raise ValueError("message is not a JSON object")
         return message

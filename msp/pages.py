@@ -165,7 +165,8 @@ def claim(request):
         messages.success(request, f"Claimed: {table.changed}. Already claimed: {table.unchanged}. "
                                   f"Rejected: {table.rejected}.")
         return render(request, "msp/bulk_result.html", {"title": "Claim result", "table": table})
-    return render(request, "msp/claim.html", {"form": form})
+    # A rejected upload is a 400, like the other portal forms, so scripts see the failure.
+    return render(request, "msp/claim.html", {"form": form}, status=400 if bound else 200)
 
 
 # Tenants.

@@ -10,6 +10,7 @@ import io
 import logging
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import authentication, generics, parsers, status
 from rest_framework.pagination import CursorPagination
@@ -17,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api import ApiError
+from config.parsers import JSONParser
 from msp import serializers as s
 from msp.authentication import IsMSP, IsVendorStaff, MSPTokenAuthentication, actor_of, msp_of
 from msp.management_urls import InvalidManagementUrl
@@ -44,16 +46,28 @@ class CsvParser(parsers.BaseParser):
     media_type = "text/csv"
 
     def parse(self, stream, media_type=None, parser_context=None):
-        return {"csv": stream.read()}
+        # DRF hands over the raw request stream, which Django checks against
+        # DATA_UPLOAD_MAX_MEMORY_SIZE only when request.body is read, so the limit is applied here.
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        body = stream.read(limit + 1)
+        if len(body) > limit:
+            raise RequestDataTooBig(f"The CSV body exceeds the limit of {limit} bytes.")
+        return {"csv": body}
 
 
 def _items_from_request(request) -> list[tuple[int, str]]:
     """Return (position, raw Product ID) pairs from a JSON list or a CSV body."""
-    if isinstance(request.data, dict) and "csv" in request.data and isinstance(request.data["csv"], bytes):
+    if request.content_type.partition(";")[0].strip().lower() == CsvParser.media_type:
+        # An empty body is never parsed, so request.data is then an empty dict.
+        body = request.data.get("csv", b"") if isinstance(request.data, dict) else b""
         try:
-            return list(ProductIdColumn(io.BytesIO(request.data["csv"])))
+            items = list(ProductIdColumn(io.BytesIO(body)))
         except ImportFileError as error:
             raise ApiError(400, "unreadable_csv", f"The CSV body cannot be read: {error}") from error
+        if not items:
+            raise ApiError(400, "empty_csv", "The CSV body contains no Product IDs: every line is blank or a "
+                                             "header. Send one Product ID per line.")
+        return items
     serializer = s.ProductIdListSerializer(data=request.data)
     serializer.is_valid(raise_exception=True)
     return products.numbered(serializer.validated_data["product_ids"])
@@ -62,7 +76,7 @@ def _items_from_request(request) -> list[tuple[int, str]]:
 class MSPView(APIView):
     authentication_classes = MSP_AUTHENTICATION
     permission_classes = [IsMSP]
-    parser_classes = [parsers.JSONParser, CsvParser]
+    parser_classes = [JSONParser, CsvParser]
 
 
 class ProductCursorPagination(CursorPagination):
@@ -199,7 +213,7 @@ def _own_registration(request, registration_id) -> TenantRegistration:
 class MapProductsView(MSPView):
     """Map claimed products to one of the caller's tenant registrations."""
 
-    parser_classes = [parsers.JSONParser]
+    parser_classes = [JSONParser]
 
     def post(self, request):
         serializer = s.MapProductsSerializer(data=request.data)
@@ -299,7 +313,7 @@ class TenantRegistrationDetailView(MSPView):
 class TenantRegistrationRotateView(MSPView):
     """Rotate the access key of a tenant that this deployment hosts for the caller's MSP."""
 
-    parser_classes = [parsers.JSONParser]
+    parser_classes = [JSONParser]
 
     @extend_schema(
         request=s.RotateKeyRequestSerializer,
@@ -313,7 +327,8 @@ class TenantRegistrationRotateView(MSPView):
     )
     def post(self, request, pk: int):
         registration = _own_registration(request, pk)
-        serializer = s.RotateKeyRequestSerializer(data=request.data or {})
+        # An empty body parses to {}, but a JSON null or list must fail validation rather than rotate with defaults.
+        serializer = s.RotateKeyRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
             rotated = registrations.rotate_registration_access_key(
@@ -339,7 +354,7 @@ def _tenant_error(error) -> ApiError:
 class HostedTenantView(MSPView):
     """Create a Director tenant hosted by this deployment (schema, domain, access key, issuing CA)."""
 
-    parser_classes = [parsers.JSONParser]
+    parser_classes = [JSONParser]
 
     @extend_schema(request=s.HostedTenantSerializer, responses={201: OpenApiResponse(description="Created")},
                    tags=["MSP API"])
@@ -442,7 +457,7 @@ class VendorAllocateView(APIView):
 
     authentication_classes = VENDOR_AUTHENTICATION
     permission_classes = [IsVendorStaff]
-    parser_classes = [parsers.JSONParser, CsvParser]
+    parser_classes = [JSONParser, CsvParser]
 
     def post(self, request, slug: str):
         msp = MSP.objects.filter(slug=slug).first()

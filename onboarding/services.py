@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives import serialization
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -135,7 +136,8 @@ def submit_onboard_request(raw_product_id: str, csr_pem: str, facts, *, source_a
             onboard_request = OnboardRequest.objects.create(
                 edge_controller=controller,
                 product_id=product_id,
-                csr_pem=csr_pem if isinstance(csr_pem, str) else csr_pem.decode(),
+                # Re-encoded, so text that RFC 7468 allows around the PEM block is not stored.
+                csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode(),
                 csr_fingerprint=fingerprint,
                 facts=facts,
                 source_address=source_address,

@@ -1,6 +1,7 @@
 """Forms of the Director's policy pages; the services validate the bodies against the EC configuration schema."""
 
 from django import forms
+from django.forms.fields import InvalidJSONInput
 
 from policies.models import Policy
 
@@ -13,16 +14,38 @@ def split_names(text: str) -> list[str]:
     return [name.strip() for name in text.replace("\n", ",").split(",") if name.strip()]
 
 
+class ConfigBodyField(forms.JSONField):
+    """Django's JSON form field, which also rejects JSON nested too deeply to parse.
+
+    ``json.loads`` raises ``RecursionError``, not ``JSONDecodeError``, for
+    nesting deeper than about 1,000 levels, and Django's field only catches
+    the latter, when cleaning and again when showing the form with its errors.
+    """
+
+    def to_python(self, value):
+        try:
+            return super().to_python(value)
+        except RecursionError as error:
+            raise forms.ValidationError("The JSON is nested too deeply; send a flatter document.",
+                                        code="invalid") from error
+
+    def bound_data(self, data, initial):
+        try:
+            return super().bound_data(data, initial)
+        except RecursionError:
+            return InvalidJSONInput(data)
+
+
 class PolicyForm(forms.Form):
     name = forms.CharField(max_length=100)
     kind = forms.ChoiceField(choices=Policy.Kind.choices)
     description = forms.CharField(max_length=500, required=False)
-    body = forms.JSONField(initial=dict, help_text=BODY_HELP, widget=forms.Textarea(attrs={"rows": 6}))
+    body = ConfigBodyField(initial=dict, help_text=BODY_HELP, widget=forms.Textarea(attrs={"rows": 6}))
     tags = forms.CharField(required=False, help_text="Auto policies only: tag names separated by commas.")
 
 
 class VersionForm(forms.Form):
-    body = forms.JSONField(label="New body", help_text=BODY_HELP, widget=forms.Textarea(attrs={"rows": 8}))
+    body = ConfigBodyField(label="New body", help_text=BODY_HELP, widget=forms.Textarea(attrs={"rows": 8}))
 
 
 class TagsForm(forms.Form):
@@ -42,5 +65,5 @@ class PushForm(forms.Form):
 
 
 class ManualConfigForm(forms.Form):
-    body = forms.JSONField(label="Manual configuration", help_text=BODY_HELP,
+    body = ConfigBodyField(label="Manual configuration", help_text=BODY_HELP,
                            widget=forms.Textarea(attrs={"rows": 6}))

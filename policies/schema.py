@@ -14,12 +14,15 @@ merged desired document all follow this schema:
 from __future__ import annotations
 
 import json
+import re
 
 from jsonschema import Draft202012Validator, FormatChecker
 
 # The tunnel carries at most 64 KiB per message (gateway.server.MAX_LINE_BYTES);
 # a body this size leaves room for the message envelope.
 MAX_BODY_BYTES = 32 * 1024
+
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 _HOST = {"type": "string", "minLength": 1, "maxLength": 253, "pattern": r"^[A-Za-z0-9.:_-]+$"}
 
@@ -76,12 +79,36 @@ def _path(prefix: str, error) -> str:
     return ".".join([prefix, *(str(part) for part in error.absolute_path)])
 
 
+def _control_character_errors(body, field: str) -> dict[str, list[str]]:
+    """Return an error for each string in ``body`` that contains a control character, keyed by its path.
+
+    Python's ``re``, which jsonschema uses, lets ``$`` match before a final
+    newline, so the schema's patterns alone accept "edge1\\n". PostgreSQL jsonb
+    cannot store NUL at all. The walk uses a stack, because a body may nest
+    deeper than Python's recursion limit allows.
+    """
+    errors: dict[str, list[str]] = {}
+    pending = [(field, body)]
+    while pending:
+        path, item = pending.pop()
+        if isinstance(item, str):
+            if _CONTROL_CHARACTER.search(item):
+                errors[path] = ["Control characters such as newline or NUL are not allowed."]
+        elif isinstance(item, dict):
+            for key, value in item.items():
+                pending.append((f"{path}.{key}", key))
+                pending.append((f"{path}.{key}", value))
+        elif isinstance(item, list):
+            pending.extend((f"{path}.{index}", value) for index, value in enumerate(item))
+    return errors
+
+
 def validate_config_body(body, *, field: str = "body") -> dict:
     """Return ``body`` when it is a valid EC configuration; raise InvalidConfig listing every error otherwise.
 
     Error paths start with ``field`` and name the item, as in ``body.vlans.0.id``.
     """
-    errors: dict[str, list[str]] = {}
+    errors = _control_character_errors(body, field)
     for error in sorted(_validator.iter_errors(body), key=lambda item: list(map(str, item.absolute_path))):
         errors.setdefault(_path(field, error), []).append(error.message)
     if errors:

@@ -6,11 +6,37 @@ MAX_FACTS = 50
 MAX_FACTS_BYTES = 4096
 
 
+def _contains_nul(value) -> bool:
+    """Return whether a JSON value has a NUL character in any string or key, at any depth.
+
+    The walk uses a stack rather than recursion, because a body may nest
+    JSON deeper than Python's recursion limit allows.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
 class FactsField(serializers.DictField):
     """Device facts: model, firmware, serial, MACs; free-form but bounded."""
 
+    default_error_messages = {
+        "null_characters_not_allowed": "Facts cannot contain NUL characters, which PostgreSQL cannot store.",
+    }
+
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
+        if _contains_nul(value):
+            self.fail("null_characters_not_allowed")
         if len(value) > MAX_FACTS:
             raise serializers.ValidationError(f"At most {MAX_FACTS} facts are accepted; {len(value)} were sent.")
         size = len(json.dumps(value, separators=(",", ":")).encode())

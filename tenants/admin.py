@@ -1,10 +1,32 @@
+from django import forms
 from django.contrib import admin
 
 from tenants.models import Domain, Tenant
+from tenants.services import DOMAIN_RE
+
+
+class DomainForm(forms.ModelForm):
+    """A tenant's host name, checked like one given at tenant creation and stored in lower case.
+
+    The tenant middleware looks hosts up in lower case, so a domain stored
+    with capitals would never be reached.
+    """
+
+    class Meta:
+        model = Domain
+        fields = ["domain", "is_primary"]
+
+    def clean_domain(self) -> str:
+        domain = self.cleaned_data["domain"].strip().lower()
+        if "domain" in self.changed_data and not DOMAIN_RE.match(domain):
+            raise forms.ValidationError(f"Domain {domain!r} is not a valid host name like acme.director.example.",
+                                        code="invalid_domain")
+        return domain
 
 
 class DomainInline(admin.TabularInline):
     model = Domain
+    form = DomainForm
     extra = 0
 
 

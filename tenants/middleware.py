@@ -1,6 +1,8 @@
 from django.core.exceptions import DisallowedHost
 from django.core.signals import request_finished
+from django.http.request import split_domain_port
 from django_tenants.middleware.main import TenantMainMiddleware
+from django_tenants.utils import remove_www
 
 from common.log_context import set_log_schema
 from config.api import error_response
@@ -12,6 +14,19 @@ class TenantHostMiddleware(TenantMainMiddleware):
     Django's host validation (ALLOWED_HOSTS) runs first. A rejected host gets
     the same response as an unknown one, so a scan learns nothing.
     """
+
+    @staticmethod
+    def hostname_from_request(request):
+        """Return the host name that selects the tenant: lower case, without port or trailing dot.
+
+        Host names are case-insensitive (RFC 4343) and ``acme.example.`` is the
+        absolute form of ``acme.example``, so both reach the tenant, as they do
+        on the long-poll path in ``config.asgi``. Domains are stored in lower
+        case. django-tenants splits at the first colon instead, which cuts an
+        IPv6 literal such as ``[::1]:8000`` to ``[``.
+        """
+        domain, _port = split_domain_port(request.get_host())
+        return remove_www(domain)
 
     def process_request(self, request):
         # A thread that served another host before must not tag this request's log records with its tenant.

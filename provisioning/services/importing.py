@@ -307,6 +307,15 @@ def _allocate(cursor, msp, *, report: ImportReport) -> None:
     """, [msp.slug, msp.pk])
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: str) -> str:
+    """Return ``value`` with a leading apostrophe when a spreadsheet would run it as a formula."""
+    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
+
+
 def _collect_rejections(cursor, report: ImportReport, error_report: TextIO | None) -> None:
     cursor.execute("SELECT count(*) FROM import_staging WHERE reason IS NOT NULL")
     report.rejected_count = cursor.fetchone()[0]
@@ -324,7 +333,7 @@ def _collect_rejections(cursor, report: ImportReport, error_report: TextIO | Non
             if len(report.rejected) < MAX_REJECTIONS_IN_REPORT:
                 report.rejected.append(RejectedRow(line, raw, reason))
             if writer:
-                writer.writerow([line, raw, reason])
+                writer.writerow([line, spreadsheet_safe(raw), reason])
         if not writer and len(report.rejected) >= MAX_REJECTIONS_IN_REPORT:
             break
 
