@@ -21,6 +21,9 @@ class DomainForm(forms.ModelForm):
         if "domain" in self.changed_data and not DOMAIN_RE.match(domain):
             raise forms.ValidationError(f"Domain {domain!r} is not a valid host name like acme.director.example.",
                                         code="invalid_domain")
+        if "domain" in self.changed_data and domain.startswith("www."):
+            raise forms.ValidationError(f"Domain {domain!r} starts with 'www.', which is served as {domain[4:]!r}.",
+                                        code="invalid_domain")
         return domain
 
 

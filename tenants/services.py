@@ -80,6 +80,13 @@ def validate_new_tenant(schema_name: str, domain: str) -> None:
             "invalid_domain", f"Domain {domain!r} is not a valid host name like acme.director.example.",
             field="domain",
         )
+    if domain.startswith("www."):
+        # django-tenants serves www.X as X, so such a tenant could never be
+        # reached and its URL would lead to the tenant of X.
+        raise TenantRejected(
+            "invalid_domain", f"Domain {domain!r} starts with 'www.', which is served as {domain[4:]!r}; "
+            f"use {domain[4:]!r} or another name.", field="domain",
+        )
     with connection.cursor() as cursor:
         # A schema PostgreSQL already has (information_schema, or one made by
         # hand) is never adopted: the clean-up on failure would drop it.

@@ -68,6 +68,7 @@ BAD_DOMAINS = [
     ("new.localhost/portal", "invalid_domain"),
     ("a" * 64 + ".localhost", "invalid_domain"),
     ("new.localhost;rm", "invalid_domain"),
+    ("www.new-tenant.localhost", "invalid_domain"),
 ]
 
 
