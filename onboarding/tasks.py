@@ -7,12 +7,32 @@ from collections import Counter
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
+from tenant_schemas_celery.app import get_schema_name_from_task
 
 from common.tenant_tasks import TenantScopedTask
 from onboarding.services import complete_issuance, complete_issuances
 
 logger = logging.getLogger(__name__)
+
+
+class TaskSchemaNotSelected(RuntimeError):
+    """The task does not run in the schema it was queued for, because selecting it failed (database unreachable)."""
+
+
+# Errors after which the same task can succeed later: the broker, PostgreSQL or
+# the schema switch that needs PostgreSQL was unreachable. The task is retried
+# with backoff; the row locks and status checks make a repeated run harmless.
+RETRYABLE_ERRORS = (OSError, OperationalError, InterfaceError, TaskSchemaNotSelected)
+
+
+def _require_queued_schema(task) -> None:
+    # tenant_schemas_celery selects the schema in a task_prerun handler; when that
+    # handler fails, Celery logs it and runs the task anyway, in the public schema.
+    expected = get_schema_name_from_task(task, None)
+    if expected and connection.schema_name != expected:
+        raise TaskSchemaNotSelected(f"Task {task.request.id} runs in schema {connection.schema_name}, not "
+                                    f"{expected}: selecting the schema failed; retrying.")
 
 # Maximum onboard requests named in one issue_certificates_task message. A batch
 # pays the worker's cost per task (the tenant lookup, the database connection
@@ -26,7 +46,7 @@ ISSUE_BATCH_SIZE = 500
     base=TenantScopedTask,
     bind=True,
     acks_late=True,
-    autoretry_for=(OSError,),
+    autoretry_for=RETRYABLE_ERRORS,
     retry_backoff=True,
     retry_backoff_max=60,
     max_retries=10,
@@ -39,6 +59,7 @@ def issue_certificate_task(self, request_id: str) -> str | None:
     """
     logger.info("Issuing certificate for onboard request %s in %s (attempt %d)", request_id,
                 connection.schema_name, self.request.retries + 1)
+    _require_queued_schema(self)
     onboard_request = complete_issuance(request_id)
     return onboard_request.status if onboard_request else None
 
@@ -47,7 +68,7 @@ def issue_certificate_task(self, request_id: str) -> str | None:
     base=TenantScopedTask,
     bind=True,
     acks_late=True,
-    autoretry_for=(OSError,),
+    autoretry_for=RETRYABLE_ERRORS,
     retry_backoff=True,
     retry_backoff_max=60,
     max_retries=10,
@@ -59,14 +80,15 @@ def issue_certificates_task(self, request_ids: list[str]) -> dict[str, int]:
     issued in its own transaction: a request whose issuance raises is logged
     and left approved, as a failed issue_certificate_task leaves it, and the
     other requests are still issued. Returns the number of requests by
-    resulting status. An OSError retries the whole batch, which skips the
-    requests issued already.
+    resulting status. An error in RETRYABLE_ERRORS retries the whole batch,
+    which skips the requests issued already.
     """
     logger.info("Issuing certificates for %d onboard requests in %s (attempt %d)", len(request_ids),
                 connection.schema_name, self.request.retries + 1)
+    _require_queued_schema(self)
     try:
         return complete_issuances(request_ids)
-    except (OSError, SoftTimeLimitExceeded):
+    except (*RETRYABLE_ERRORS, SoftTimeLimitExceeded):
         raise
     except Exception:
         # One bad request must not hold back the others: fall back to one transaction per request.
@@ -76,7 +98,7 @@ def issue_certificates_task(self, request_ids: list[str]) -> dict[str, int]:
     for request_id in request_ids:
         try:
             onboard_request = complete_issuance(request_id)
-        except (OSError, SoftTimeLimitExceeded):
+        except (*RETRYABLE_ERRORS, SoftTimeLimitExceeded):
             raise
         except Exception:
             # Each request used to have a task of its own, so one request's error must not stop the others.
