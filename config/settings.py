@@ -220,6 +220,10 @@ CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=50)
 # schema; each visits every tenant. Intervals in seconds.
 ZTSP_CRL_REFRESH_TASK_SECONDS = env.int("ZTSP_CRL_REFRESH_TASK_SECONDS", default=600)
 ZTSP_RENEWAL_REMINDER_SECONDS = env.int("ZTSP_RENEWAL_REMINDER_SECONDS", default=3600)
+# Approved requests still without a certificate this long after approval get
+# their issuance queued again, at this interval (for an approval whose task
+# never reached a broker that was down).
+ZTSP_ISSUANCE_SWEEP_SECONDS = env.int("ZTSP_ISSUANCE_SWEEP_SECONDS", default=60)
 CELERY_BEAT_SCHEDULE = {
     "refresh-crls": {
         "task": "pki.tasks.refresh_crls_task",
@@ -231,6 +235,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "pki.tasks.remind_renewals_task",
         "schedule": ZTSP_RENEWAL_REMINDER_SECONDS,
         "options": {"expires": ZTSP_RENEWAL_REMINDER_SECONDS},
+    },
+    "requeue-stalled-issuances": {
+        "task": "onboarding.tasks.requeue_stalled_issuances_task",
+        "schedule": ZTSP_ISSUANCE_SWEEP_SECONDS,
+        "options": {"expires": ZTSP_ISSUANCE_SWEEP_SECONDS},
     },
 }
 # Beat's record of the last run of each entry; its folder must exist.

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from datetime import timedelta
 
+import kombu.exceptions
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
+from django_tenants.utils import schema_context
 from tenant_schemas_celery.app import get_schema_name_from_task
 
 from common.tenant_tasks import TenantScopedTask
@@ -20,14 +24,15 @@ class TaskSchemaNotSelected(RuntimeError):
     """The task does not run in the schema it was queued for, because selecting it failed (database unreachable)."""
 
 
-# Errors after which the same task can succeed later: the broker, PostgreSQL or
-# the schema switch that needs PostgreSQL was unreachable. The task is retried
-# with backoff; the row locks and status checks make a repeated run harmless.
+# Errors after which the same task can succeed later: the broker or PostgreSQL
+# was unreachable, or so was the schema switch that needs PostgreSQL. The task
+# is retried with backoff, and the row locks and status checks make a repeated
+# run harmless.
 RETRYABLE_ERRORS = (OSError, OperationalError, InterfaceError, TaskSchemaNotSelected)
 
 
 def _require_queued_schema(task) -> None:
-    # tenant_schemas_celery selects the schema in a task_prerun handler; when that
+    # tenant_schemas_celery selects the schema in a task_prerun handler. When that
     # handler fails, Celery logs it and runs the task anyway, in the public schema.
     expected = get_schema_name_from_task(task, None)
     if expected and connection.schema_name != expected:
@@ -40,6 +45,9 @@ def _require_queued_schema(task) -> None:
 # stored with one statement per step. A batch of 500 took about 0.4 s in
 # bench/pki_issuance.py on 2 vCPUs, far below the 60 s soft time limit.
 ISSUE_BATCH_SIZE = 500
+# Seconds. The sweep runs one indexed query per tenant, so these only stop a run that hangs.
+SWEEP_SOFT_TIME_LIMIT = 300
+SWEEP_TIME_LIMIT = 360
 
 
 @shared_task(
@@ -118,8 +126,55 @@ class _IssuanceBatch:
         self.request_ids: list[str] = []
 
     def __call__(self) -> None:
-        # The task takes ids only and re-reads the rows in the tenant's schema.
-        issue_certificates_task.apply_async(args=[self.request_ids], headers={"_schema_name": self.schema_name})
+        # The approval is committed by now, so a broker outage must not turn it
+        # into an error: requeue_stalled_issuances_task queues it again later.
+        try:
+            _queue_issuances(self.schema_name, self.request_ids)
+        except kombu.exceptions.OperationalError as error:
+            logger.warning("Could not queue the issuance of %d approved onboard requests of %s: %s; they are queued "
+                           "again within %d s", len(self.request_ids), self.schema_name, error,
+                           2 * settings.ZTSP_ISSUANCE_SWEEP_SECONDS)
+
+
+def _queue_issuances(schema_name: str, request_ids: list[str]) -> None:
+    # The task takes ids only and re-reads the rows in the tenant's schema.
+    issue_certificates_task.apply_async(args=[request_ids], headers={"_schema_name": schema_name})
+
+
+@shared_task(soft_time_limit=SWEEP_SOFT_TIME_LIMIT, time_limit=SWEEP_TIME_LIMIT, ignore_result=True)
+def requeue_stalled_issuances_task() -> int:
+    """Queue the issuance again of every request approved over ZTSP_ISSUANCE_SWEEP_SECONDS ago; return how many.
+
+    Celery beat runs it. It recovers approvals whose task never reached the
+    broker (Redis was down at commit) or was lost with it. A request whose
+    task is only slow gets a second task, which finds it issued and does
+    nothing.
+    """
+    from django_tenants.utils import get_public_schema_name
+
+    from onboarding.services import stalled_approval_ids
+    from tenants.models import Tenant
+
+    connection.set_schema_to_public()
+    schema_names = list(Tenant.objects.exclude(schema_name=get_public_schema_name())
+                        .order_by("schema_name").values_list("schema_name", flat=True))
+    queued = 0
+    for schema_name in schema_names:
+        try:
+            with schema_context(schema_name):
+                request_ids = stalled_approval_ids(timedelta(seconds=settings.ZTSP_ISSUANCE_SWEEP_SECONDS))
+            for start in range(0, len(request_ids), ISSUE_BATCH_SIZE):
+                _queue_issuances(schema_name, request_ids[start:start + ISSUE_BATCH_SIZE])
+        except SoftTimeLimitExceeded:
+            raise
+        except Exception:
+            logger.exception("Queueing the stalled issuances of %s failed", schema_name)
+            continue
+        if request_ids:
+            logger.warning("Queued the issuance of %d onboard requests of %s again; they were approved over %d s ago",
+                           len(request_ids), schema_name, settings.ZTSP_ISSUANCE_SWEEP_SECONDS)
+        queued += len(request_ids)
+    return queued
 
 
 def queue_issuance(request_id) -> None:

@@ -39,6 +39,8 @@ POOL_TIMEOUT_SECONDS = 2
 # Seconds after which Redis hands an unacknowledged Celery message to another worker. Short, so a
 # test sees a killed worker's message delivered again without waiting the production value.
 VISIBILITY_TIMEOUT_SECONDS = 8
+# Seconds between Celery beat's sweeps for approvals whose issuance task was lost.
+ISSUANCE_SWEEP_SECONDS = 2
 
 
 def free_port() -> int:
@@ -95,6 +97,8 @@ class FaultStack:
             "ZTSP_TUNNEL_PORT": str(self.tunnel_port),
             "DATABASE_POOL_TIMEOUT": str(POOL_TIMEOUT_SECONDS),
             "CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_TIMEOUT_SECONDS),
+            "ZTSP_ISSUANCE_SWEEP_SECONDS": str(ISSUANCE_SWEEP_SECONDS),
+            "CELERY_BEAT_SCHEDULE_FILENAME": str(self.folder / "celerybeat-schedule"),
             **extra,
         }
 
@@ -126,6 +130,11 @@ class FaultStack:
         self.processes[name] = process
         _wait_for_text("ready.", process, self.logs / f"{name}.log")
         return process
+
+    def start_beat(self) -> None:
+        command = [sys.executable, "-m", "celery", "-A", "config", "beat", "-l", "info"]
+        self.processes["beat"] = start_process("beat", command, self.env(), self.logs)
+        _wait_for_text("beat: Starting", self.processes["beat"], self.logs / "beat.log")
 
     def start_gateway(self) -> None:
         command = [sys.executable, "manage.py", "run_tunnel_gateway", "--port", str(self.tunnel_port)]
