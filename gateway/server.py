@@ -291,7 +291,7 @@ class TunnelGateway:
                                                   config_version=config_version, address=session.address)
         except Exception:
             # Typically the database is unreachable. The EC reconnects after the error, and the gateway
-            # keeps no session that nothing serves.
+            # keeps no session for a connection it does not serve.
             logger.exception("Recording the tunnel of %s in %s as online failed", peer.product_id, peer.schema_name)
             if self.sessions.get(key) is session:
                 del self.sessions[key]
