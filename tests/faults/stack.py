@@ -13,6 +13,7 @@ import asyncio
 import base64
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,7 +38,7 @@ from tests.faults.servers import PrivatePostgres, PrivateRedis, short_folder
 # requests sent while PostgreSQL is down fail soon after it went down instead of 10 s later.
 POOL_TIMEOUT_SECONDS = 2
 # Seconds after which Redis hands an unacknowledged Celery message to another worker. Short, so a
-# test sees a killed worker's message delivered again without waiting the production value.
+# killed worker's message is delivered again within the test instead of after the production value.
 VISIBILITY_TIMEOUT_SECONDS = 8
 # Seconds between Celery beat's sweeps for approvals whose issuance task was lost.
 ISSUANCE_SWEEP_SECONDS = 2
@@ -51,7 +52,7 @@ def free_port() -> int:
 
 @dataclass
 class Outage:
-    """When a dependency was down, in time.monotonic() seconds; ``end`` is when it answered again."""
+    """When a dependency was down, in time.monotonic() seconds; ``end`` is when it accepted connections again."""
 
     name: str
     start: float
@@ -109,6 +110,7 @@ class FaultStack:
                 process.wait()
         self.redis.stop_quietly()
         self.postgres.stop_quietly()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     # ------------------------------------------------------------ processes
 
@@ -154,6 +156,15 @@ class FaultStack:
         process = self.processes.pop(name)
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+    def kill_pool_child(self, name: str) -> int:
+        """Kill the pool child of a prefork worker with SIGKILL and return its pid; the worker itself lives on."""
+        import psutil
+
+        children = psutil.Process(self.processes[name].pid).children()
+        assert len(children) == 1, f"expected one pool child of {name}, found {children}"
+        children[0].send_signal(signal.SIGKILL)
+        return children[0].pid
 
     def log_text(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text()

@@ -45,3 +45,29 @@ def test_worker_killed_while_signing_issues_each_ec_once(fault_stack, tmp_path):
     assert stack.query("SELECT count(*) FROM pki_issuedcertificate")[0][0] == EC_COUNT
     assert stack.query("SELECT count(*) FROM onboarding_onboardrequest WHERE status = 'issued'")[0][0] == EC_COUNT
     assert fleet.server_errors() == []
+
+
+def test_pool_child_killed_while_signing_requeues_at_once(fault_stack, tmp_path):
+    stack = fault_stack
+    stack.start_web()
+    stack.start_gateway()
+    stack.start_worker("worker", signing_delay=0.1)
+    product_ids = stack.product_ids[:EC_COUNT]
+    fleet = Fleet(stack, product_ids, tmp_path / "ecs").start()
+    stack.wait_for_pending(product_ids)
+
+    stack.approve_all_pending()
+    _wait_for_log(stack, "worker", f"Issuing certificates for {EC_COUNT} onboard requests")
+    time.sleep(1)
+    stack.kill_pool_child("worker")
+    certificates_at_kill = stack.active_certificates()
+    results = fleet.join()
+
+    assert certificates_at_kill == {}, "the worker finished the batch before its pool child was killed"
+    # The worker put the message back itself (task_reject_on_worker_lost); no visibility timeout passed.
+    assert "WorkerLostError" in stack.log_text("worker")
+    assert stack.log_text("worker").count(f"Issuing certificates for {EC_COUNT} onboard requests") == 2
+    assert [result.phase for result in results] == ["tunnel_up"] * EC_COUNT, [r.error for r in results if not r.ok]
+    assert stack.active_certificates() == dict.fromkeys(product_ids, 1)
+    assert stack.query("SELECT count(*) FROM pki_issuedcertificate")[0][0] == EC_COUNT
+    assert fleet.server_errors() == []
