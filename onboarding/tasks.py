@@ -12,7 +12,6 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django_tenants.utils import schema_context
-from tenant_schemas_celery.app import get_schema_name_from_task
 
 from common.tenant_tasks import TenantScopedTask
 from onboarding.services import complete_issuance, complete_issuances
@@ -20,24 +19,11 @@ from onboarding.services import complete_issuance, complete_issuances
 logger = logging.getLogger(__name__)
 
 
-class TaskSchemaNotSelected(RuntimeError):
-    """The task does not run in the schema it was queued for, because selecting it failed (database unreachable)."""
-
-
 # Errors after which the same task can succeed later: the broker or PostgreSQL
-# was unreachable, or so was the schema switch that needs PostgreSQL. The task
-# is retried with backoff, and the row locks and status checks make a repeated
-# run harmless.
-RETRYABLE_ERRORS = (OSError, OperationalError, InterfaceError, TaskSchemaNotSelected)
+# was unreachable. The task is retried with backoff, and the row locks and
+# status checks make a repeated run harmless.
+RETRYABLE_ERRORS = (OSError, OperationalError, InterfaceError)
 
-
-def _require_queued_schema(task) -> None:
-    # tenant_schemas_celery selects the schema in a task_prerun handler. When that
-    # handler fails, Celery logs it and runs the task anyway, in the public schema.
-    expected = get_schema_name_from_task(task, None)
-    if expected and connection.schema_name != expected:
-        raise TaskSchemaNotSelected(f"Task {task.request.id} runs in schema {connection.schema_name}, not "
-                                    f"{expected}: selecting the schema failed; retrying.")
 
 # Maximum onboard requests named in one issue_certificates_task message. A batch
 # pays the worker's cost per task (the tenant lookup, the database connection
@@ -67,7 +53,6 @@ def issue_certificate_task(self, request_id: str) -> str | None:
     """
     logger.info("Issuing certificate for onboard request %s in %s (attempt %d)", request_id,
                 connection.schema_name, self.request.retries + 1)
-    _require_queued_schema(self)
     onboard_request = complete_issuance(request_id)
     return onboard_request.status if onboard_request else None
 
@@ -93,7 +78,6 @@ def issue_certificates_task(self, request_ids: list[str]) -> dict[str, int]:
     """
     logger.info("Issuing certificates for %d onboard requests in %s (attempt %d)", len(request_ids),
                 connection.schema_name, self.request.retries + 1)
-    _require_queued_schema(self)
     try:
         return complete_issuances(request_ids)
     except (*RETRYABLE_ERRORS, SoftTimeLimitExceeded):
