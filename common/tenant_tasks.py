@@ -15,7 +15,7 @@ from django_tenants.utils import get_public_schema_name
 from tenant_schemas_celery.app import get_schema_name_from_task
 from tenant_schemas_celery.task import TenantTask
 
-# Longest wait, in seconds, before a task whose schema could not be selected is tried again.
+# Maximum wait, in seconds, before a task whose schema could not be selected is tried again.
 SCHEMA_RETRY_MAX_SECONDS = 60
 
 
