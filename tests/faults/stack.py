@@ -77,14 +77,19 @@ class FaultStack:
     def create(cls, logs: Path, product_count: int) -> FaultStack:
         folder = short_folder("ztsp-faults-")
         stack = cls(folder, logs, PrivatePostgres(folder), PrivateRedis(folder), free_port(), free_port())
-        stack.postgres.initialise()
-        stack.postgres.start()
-        stack.redis.start()
-        seeded = subprocess.run([sys.executable, "-m", "tests.faults.world", "seed", str(product_count)],
-                                cwd=PROJECT_DIR, env=stack.env(), capture_output=True, text=True, timeout=120)
-        if seeded.returncode != 0:
-            raise RuntimeError(f"seeding the private database failed:\n{seeded.stderr[-3000:]}")
-        stack.world = json.loads(seeded.stdout.strip().splitlines()[-1])
+        try:
+            stack.postgres.initialise()
+            stack.postgres.start()
+            stack.redis.start()
+            seeded = subprocess.run([sys.executable, "-m", "tests.faults.world", "seed", str(product_count)],
+                                    cwd=PROJECT_DIR, env=stack.env(), capture_output=True, text=True, timeout=120)
+            if seeded.returncode != 0:
+                raise RuntimeError(f"seeding the private database failed:\n{seeded.stderr[-3000:]}")
+            stack.world = json.loads(seeded.stdout.strip().splitlines()[-1])
+        except BaseException:
+            # The fixture's teardown does not run when its set-up fails, or on Ctrl-C here.
+            stack.close()
+            raise
         return stack
 
     def env(self, **extra: str) -> dict[str, str]:
