@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from django.db import connection
+from django.db import connection, connections
 
 
 def released_connection(function):
@@ -46,3 +46,18 @@ def copy_instances(model, instances) -> int:
             copy.write_row([field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields])
             count += 1
     return count
+
+
+def release_stale_connections(**_signal_kwargs) -> None:
+    """Hand back every open connection of this thread that is past its age or has failed (a Celery task_prerun handler).
+
+    A Celery worker keeps its connections between tasks (CELERY_DB_REUSE_MAX),
+    and nothing ends a "request" there, so a connection that PostgreSQL
+    closed (a restart, a failover) would fail the next task. With the
+    psycopg pool and CONN_MAX_AGE 0, this returns the connection to the pool,
+    and the pool's health check replaces a broken one at the next query.
+    """
+    for alias in connections:
+        wrapper = connections[alias]
+        if wrapper.connection is not None and not wrapper.in_atomic_block:
+            wrapper.close_if_unusable_or_obsolete()

@@ -8,15 +8,34 @@ person that names the value at fault and what to do. Validation errors add
 from __future__ import annotations
 
 import logging
+import sys
 
+import kombu.exceptions
+import redis
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 logger = logging.getLogger(__name__)
+
+# Errors that mean PostgreSQL, Redis or the Celery broker cannot be reached
+# (down, restarting, or the connection pool timed out waiting for them), not
+# that the request is wrong. A client should send the same request again later.
+# psycopg_pool's PoolTimeout reaches Django code as OperationalError.
+DEPENDENCY_ERRORS = (
+    OperationalError,
+    InterfaceError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+    kombu.exceptions.OperationalError,
+)
+# Seconds in the Retry-After header of a 503 for an unreachable dependency: a
+# PostgreSQL or Redis restart usually takes a few seconds.
+DEPENDENCY_RETRY_AFTER_SECONDS = 5
 
 
 class ApiError(exceptions.APIException):
@@ -43,6 +62,25 @@ def error_response(status_code: int, code: str, detail: str, *, headers: dict | 
     return response
 
 
+DEPENDENCY_UNAVAILABLE_DETAIL = (
+    "The database or the message broker is unreachable; send the same request again after "
+    f"{DEPENDENCY_RETRY_AFTER_SECONDS} seconds."
+)
+DEPENDENCY_RETRY_HEADERS = {"Retry-After": str(DEPENDENCY_RETRY_AFTER_SECONDS)}
+
+
+def log_dependency_error(error: BaseException, path: str) -> None:
+    logger.warning("Request to %s failed because a dependency is unreachable: %s: %s", path,
+                   type(error).__name__, error)
+
+
+def dependency_unavailable_response(error: BaseException, path: str) -> JsonResponse:
+    """Return the 503 for a request that failed because ``error`` says a dependency is unreachable."""
+    log_dependency_error(error, path)
+    return error_response(503, "dependency_unavailable", DEPENDENCY_UNAVAILABLE_DETAIL,
+                          headers=DEPENDENCY_RETRY_HEADERS)
+
+
 def _first_code(codes) -> str:
     if isinstance(codes, str):
         return codes
@@ -62,6 +100,11 @@ def exception_handler(exc, context):
             error_body("body_too_large", f"The request body exceeds the limit of {limit} bytes; send a smaller body."),
             status=413,
         )
+    if isinstance(exc, DEPENDENCY_ERRORS):
+        request = context.get("request")
+        log_dependency_error(exc, request.path if request is not None else "?")
+        return Response(error_body("dependency_unavailable", DEPENDENCY_UNAVAILABLE_DETAIL), status=503,
+                        headers=DEPENDENCY_RETRY_HEADERS)
     if isinstance(exc, ApiError):
         response = drf_exception_handler(exc, context)
         response.data = error_body(exc.code, str(exc.detail), **exc.extra)
@@ -110,6 +153,11 @@ def not_found_view(request, exception=None):
 
 
 def server_error_view(request):
+    # Django calls this handler inside its except block, so the exception is still current. Middleware
+    # (the tenant lookup, sessions) and non-DRF views raise there without passing DRF's handler.
+    error = sys.exc_info()[1]
+    if isinstance(error, DEPENDENCY_ERRORS):
+        return dependency_unavailable_response(error, request.path)
     return error_response(
         status.HTTP_500_INTERNAL_SERVER_ERROR,
         "server_error",

@@ -30,6 +30,12 @@ from django.http.request import split_domain_port, validate_host  # noqa: E402
 from common.db import released_connection  # noqa: E402
 from common.log_context import set_log_schema  # noqa: E402
 from common.log_filters import install_url_secret_filters  # noqa: E402
+from config.api import (  # noqa: E402
+    DEPENDENCY_ERRORS,
+    DEPENDENCY_RETRY_HEADERS,
+    DEPENDENCY_UNAVAILABLE_DETAIL,
+    log_dependency_error,
+)
 from onboarding.longpoll import poll_onboard_request  # noqa: E402
 from ops.metrics import HTTP_REQUESTS  # noqa: E402
 from tenants.models import Domain  # noqa: E402
@@ -154,6 +160,10 @@ async def application(scope, receive, send):
             send = counted(send)
             try:
                 await long_poll(scope, receive, send, match.group(1))
+            except DEPENDENCY_ERRORS as error:
+                log_dependency_error(error, scope["path"])
+                await _send_json(send, 503, {"code": "dependency_unavailable", "detail": DEPENDENCY_UNAVAILABLE_DETAIL},
+                                 DEPENDENCY_RETRY_HEADERS)
             except Exception:
                 logger.exception("Long-poll of onboard request %s failed", match.group(1))
                 await _send_json(send, 500, {"code": "server_error",

@@ -147,6 +147,10 @@ _database["ENGINE"] = "django_tenants.postgresql_backend"
 DATABASE_POOL_SIZE = env.int("DATABASE_POOL_SIZE", default=10)
 if DATABASE_POOL_SIZE > 0:
     _database["CONN_MAX_AGE"] = 0
+    # With a pool, Django 5.2 passes this on as the pool's check: each connection
+    # is tested (one empty query) before it is lent, so connections that a
+    # PostgreSQL restart closed are replaced instead of failing a request.
+    _database["CONN_HEALTH_CHECKS"] = True
     _database.setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
         "max_size": DATABASE_POOL_SIZE,
@@ -182,12 +186,28 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=_celery_url(REDIS_URL))
 CELERY_RESULT_BACKEND = None
 # One queue name per deployment (and per test run), so two of them can share a Redis.
 CELERY_TASK_DEFAULT_QUEUE = env.str("ZTSP_CELERY_QUEUE", default="ztsp")
+# A message is acknowledged after its task finishes, not when a worker takes
+# it, so a worker that dies mid-task (SIGKILL, OOM, a lost machine) loses no
+# work: the message is delivered again. Every task must therefore be safe to
+# run twice. The issuance tasks are, through row locks and status checks.
 CELERY_TASK_ACKS_LATE = True
-# A worker killed mid-task leaves its message unacknowledged; Redis hands it to
-# another worker after this many seconds.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=300)}
+# Redis hands an unacknowledged message to another worker once it is this many
+# seconds old (kombu 5.7 looks for such messages every 100 s, so the delay can
+# be that much longer). It must exceed the longest countdown or ETA a task is
+# queued with (retry backoff: 60 s), and the longest a task may run (time
+# limits up to 660 s). Otherwise Redis would deliver a message a second time
+# while its task waits or still runs. tests/faults/test_celery_settings.py
+# checks both.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+# When a pool child dies mid-task while the worker lives on, the message goes
+# back to the queue at once. With acks_late alone, Celery would acknowledge it
+# as failed and the work would be lost.
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# With acks_late, a worker reserves only one message per pool child, so a
+# killed worker strands few messages until the visibility timeout and a long
+# task does not hold back messages that another worker could run.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Seconds; a task may override both (the tenant creation and PKI beat tasks do).
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
 CELERY_TASK_ALWAYS_EAGER = False
@@ -204,6 +224,10 @@ CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=50)
 # schema; each visits every tenant. Intervals in seconds.
 ZTSP_CRL_REFRESH_TASK_SECONDS = env.int("ZTSP_CRL_REFRESH_TASK_SECONDS", default=600)
 ZTSP_RENEWAL_REMINDER_SECONDS = env.int("ZTSP_RENEWAL_REMINDER_SECONDS", default=3600)
+# Approved requests still without a certificate this long after approval get
+# their issuance queued again, at this interval (for an approval whose task
+# never reached a broker that was down).
+ZTSP_ISSUANCE_SWEEP_SECONDS = env.int("ZTSP_ISSUANCE_SWEEP_SECONDS", default=60)
 CELERY_BEAT_SCHEDULE = {
     "refresh-crls": {
         "task": "pki.tasks.refresh_crls_task",
@@ -215,6 +239,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "pki.tasks.remind_renewals_task",
         "schedule": ZTSP_RENEWAL_REMINDER_SECONDS,
         "options": {"expires": ZTSP_RENEWAL_REMINDER_SECONDS},
+    },
+    "requeue-stalled-issuances": {
+        "task": "onboarding.tasks.requeue_stalled_issuances_task",
+        "schedule": ZTSP_ISSUANCE_SWEEP_SECONDS,
+        "options": {"expires": ZTSP_ISSUANCE_SWEEP_SECONDS},
     },
 }
 # Beat's record of the last run of each entry; its folder must exist.

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -126,6 +127,10 @@ class AgentOptions:
     # How often the remaining lifetime is checked, and the longest wait before
     # a failed renewal is tried again.
     renew_check_seconds: float = 3600.0
+    # Called with (Product ID, step, HTTP status, Retry-After in seconds or None) for every HTTP response the
+    # agent receives, from the agent's event loop thread; a fleet report or a test counts statuses with it.
+    on_response: Callable[[str, str, int, float | None], None] | None = field(default=None, repr=False,
+                                                                               compare=False)
     overrides: ResolveOverrides = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -433,7 +438,7 @@ class Agent:
         """Send one request. On a transport failure, log it, back off and return None."""
         session = await self._session()
         try:
-            return await call_json(
+            response = await call_json(
                 session,
                 method,
                 url,
@@ -456,21 +461,31 @@ class Agent:
             )
             await asyncio.sleep(delay)
             return None
+        self._report_response(step, response)
+        return response
+
+    def _report_response(self, step: str, response: ApiResponse) -> None:
+        if response.status >= 500:
+            logger.debug("%s: %s returned HTTP %d (Retry-After %s)", self.product_id, step, response.status,
+                         response.retry_after)
+        if self.options.on_response is not None:
+            self.options.on_response(self.product_id, step, response.status, response.retry_after)
 
     async def _retry_after_error(
         self, step: str, response: ApiResponse, permanent: frozenset[int] = frozenset()
     ) -> None:
         """Log an error response and sleep as its status requires before the next attempt.
 
-        409 and 429 honor Retry-After, statuses in ``permanent`` wait near the
-        maximum backoff, and the rest (5xx, unexpected statuses) back off
-        exponentially.
+        409, 429 and 5xx honor Retry-After (a 503 carries it while a database
+        or broker of the server is down), statuses in ``permanent`` wait near
+        the maximum backoff, and the rest (5xx without Retry-After, unexpected
+        statuses) back off exponentially.
         """
         status = response.status
         level = logging.WARNING
-        if status in (409, 429) and response.retry_after is not None:
+        if (status in (409, 429) or status >= 500) and response.retry_after is not None:
             delay = self.backoff.retry_after_delay(response.retry_after)
-            level = logging.INFO
+            level = logging.INFO if status < 500 else logging.WARNING
         elif status in permanent:
             delay = self.backoff.max_delay()
             level = logging.ERROR
@@ -905,6 +920,7 @@ class Agent:
         except TransportError as error:
             logger.info("%s: could not report onboarded to the Provision Server: %s", self.product_id, error)
             return
+        self._report_response("report", response)
         if not 200 <= response.status < 300:
             logger.info("%s: the Provision Server did not accept the onboarded report: %s %s", self.product_id,
                         response.status, response.body.get("code") if isinstance(response.body, dict) else "")

@@ -290,8 +290,17 @@ class TunnelGateway:
             config_version = int(hello.get("config_version") or 0)
         except (TypeError, ValueError):
             config_version = 0
-        await _in_thread(records.mark_online)(peer, firmware=str(hello.get("firmware", "")),
-                                              config_version=config_version, address=session.address)
+        try:
+            await _in_thread(records.mark_online)(peer, firmware=str(hello.get("firmware", "")),
+                                                  config_version=config_version, address=session.address)
+        except Exception:
+            # Typically the database is unreachable. The EC reconnects after the error, and the gateway
+            # keeps no session for a connection it does not serve.
+            logger.exception("Recording the tunnel of %s in %s as online failed", peer.product_id, peer.schema_name)
+            if self.sessions.get(key) is session:
+                del self.sessions[key]
+            await self._reject(writer, "server_error", "The gateway could not record the tunnel; retry.")
+            return
         try:
             await self._send(writer, {"type": "hello", "heartbeat_interval": self.heartbeat_interval,
                                       "tenant": peer.schema_name, "product_id": peer.product_id})
@@ -304,7 +313,12 @@ class TunnelGateway:
             if self.sessions.get(key) is session:
                 del self.sessions[key]
                 self._heartbeats[peer.schema_name].pop(peer.edge_controller_id, None)
-                await _in_thread(records.mark_offline)(peer)
+                try:
+                    await _in_thread(records.mark_offline)(peer)
+                except Exception:
+                    # NOTE: the EC's row then stays marked online until its next tunnel opens and closes.
+                    logger.exception("Recording the tunnel of %s in %s as offline failed", peer.product_id,
+                                     peer.schema_name)
             writer.close()
 
     async def _serve(self, reader: asyncio.StreamReader, session: Session) -> None:

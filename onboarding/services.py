@@ -11,6 +11,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from cryptography.hazmat.primitives import serialization
 from django.db import IntegrityError, connection, transaction
@@ -300,6 +301,16 @@ def reject_onboard_request(onboard_request: OnboardRequest, *, actor: Actor, not
         publish_request_changed(locked.pk)
     logger.info("Onboard request %s for %s rejected by %s", locked.pk, locked.product_id, actor.name)
     return locked
+
+
+def stalled_approval_ids(older_than: timedelta) -> list[str]:
+    """Return the ids of requests approved more than ``older_than`` ago and still not issued, oldest first."""
+    decided_before = timezone.now() - older_than
+    return [
+        str(pk) for pk in OnboardRequest.objects.filter(
+            status=OnboardRequest.Status.APPROVED, decided_at__lt=decided_before,
+        ).order_by("decided_at").values_list("pk", flat=True)
+    ]
 
 
 def complete_issuance(request_id) -> OnboardRequest | None:

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from datetime import timedelta
 
+import kombu.exceptions
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from django.db import connection, transaction
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django_tenants.utils import schema_context
 
 from common.tenant_tasks import TenantScopedTask
 from onboarding.services import complete_issuance, complete_issuances
 
 logger = logging.getLogger(__name__)
+
+
+# Errors after which the same task can succeed later: the broker or PostgreSQL
+# was unreachable. The task is retried with backoff, and the row locks and
+# status checks make a repeated run harmless.
+RETRYABLE_ERRORS = (OSError, OperationalError, InterfaceError)
+
 
 # Maximum onboard requests named in one issue_certificates_task message. A batch
 # pays the worker's cost per task (the tenant lookup, the database connection
@@ -20,13 +31,16 @@ logger = logging.getLogger(__name__)
 # stored with one statement per step. A batch of 500 took about 0.4 s in
 # bench/pki_issuance.py on 2 vCPUs, far below the 60 s soft time limit.
 ISSUE_BATCH_SIZE = 500
+# Seconds. The sweep runs one indexed query per tenant, so these only stop a run that hangs.
+SWEEP_SOFT_TIME_LIMIT = 300
+SWEEP_TIME_LIMIT = 360
 
 
 @shared_task(
     base=TenantScopedTask,
     bind=True,
     acks_late=True,
-    autoretry_for=(OSError,),
+    autoretry_for=RETRYABLE_ERRORS,
     retry_backoff=True,
     retry_backoff_max=60,
     max_retries=10,
@@ -47,7 +61,7 @@ def issue_certificate_task(self, request_id: str) -> str | None:
     base=TenantScopedTask,
     bind=True,
     acks_late=True,
-    autoretry_for=(OSError,),
+    autoretry_for=RETRYABLE_ERRORS,
     retry_backoff=True,
     retry_backoff_max=60,
     max_retries=10,
@@ -59,14 +73,14 @@ def issue_certificates_task(self, request_ids: list[str]) -> dict[str, int]:
     issued in its own transaction: a request whose issuance raises is logged
     and left approved, as a failed issue_certificate_task leaves it, and the
     other requests are still issued. Returns the number of requests by
-    resulting status. An OSError retries the whole batch, which skips the
-    requests issued already.
+    resulting status. An error in RETRYABLE_ERRORS retries the whole batch,
+    which skips the requests issued already.
     """
     logger.info("Issuing certificates for %d onboard requests in %s (attempt %d)", len(request_ids),
                 connection.schema_name, self.request.retries + 1)
     try:
         return complete_issuances(request_ids)
-    except (OSError, SoftTimeLimitExceeded):
+    except (*RETRYABLE_ERRORS, SoftTimeLimitExceeded):
         raise
     except Exception:
         # One bad request must not hold back the others: fall back to one transaction per request.
@@ -76,7 +90,7 @@ def issue_certificates_task(self, request_ids: list[str]) -> dict[str, int]:
     for request_id in request_ids:
         try:
             onboard_request = complete_issuance(request_id)
-        except (OSError, SoftTimeLimitExceeded):
+        except (*RETRYABLE_ERRORS, SoftTimeLimitExceeded):
             raise
         except Exception:
             # Each request used to have a task of its own, so one request's error must not stop the others.
@@ -96,8 +110,55 @@ class _IssuanceBatch:
         self.request_ids: list[str] = []
 
     def __call__(self) -> None:
-        # The task takes ids only and re-reads the rows in the tenant's schema.
-        issue_certificates_task.apply_async(args=[self.request_ids], headers={"_schema_name": self.schema_name})
+        # The approval is committed by now, so a broker outage must not turn it
+        # into an error: requeue_stalled_issuances_task queues it again later.
+        try:
+            _queue_issuances(self.schema_name, self.request_ids)
+        except kombu.exceptions.OperationalError as error:
+            logger.warning("Could not queue the issuance of %d approved onboard requests of %s: %s; they are queued "
+                           "again within %d s", len(self.request_ids), self.schema_name, error,
+                           2 * settings.ZTSP_ISSUANCE_SWEEP_SECONDS)
+
+
+def _queue_issuances(schema_name: str, request_ids: list[str]) -> None:
+    # The task takes ids only and re-reads the rows in the tenant's schema.
+    issue_certificates_task.apply_async(args=[request_ids], headers={"_schema_name": schema_name})
+
+
+@shared_task(soft_time_limit=SWEEP_SOFT_TIME_LIMIT, time_limit=SWEEP_TIME_LIMIT, ignore_result=True)
+def requeue_stalled_issuances_task() -> int:
+    """Queue the issuance again of every request approved over ZTSP_ISSUANCE_SWEEP_SECONDS ago; return how many.
+
+    Celery beat runs it. It recovers approvals whose task never reached the
+    broker (Redis was down at commit) or was lost with it. A request whose
+    task is only slow gets a second task, which finds it issued and does
+    nothing.
+    """
+    from django_tenants.utils import get_public_schema_name
+
+    from onboarding.services import stalled_approval_ids
+    from tenants.models import Tenant
+
+    connection.set_schema_to_public()
+    schema_names = list(Tenant.objects.exclude(schema_name=get_public_schema_name())
+                        .order_by("schema_name").values_list("schema_name", flat=True))
+    queued = 0
+    for schema_name in schema_names:
+        try:
+            with schema_context(schema_name):
+                request_ids = stalled_approval_ids(timedelta(seconds=settings.ZTSP_ISSUANCE_SWEEP_SECONDS))
+            for start in range(0, len(request_ids), ISSUE_BATCH_SIZE):
+                _queue_issuances(schema_name, request_ids[start:start + ISSUE_BATCH_SIZE])
+        except SoftTimeLimitExceeded:
+            raise
+        except Exception:
+            logger.exception("Queueing the stalled issuances of %s failed", schema_name)
+            continue
+        if request_ids:
+            logger.warning("Queued the issuance of %d onboard requests of %s again; they were approved over %d s ago",
+                           len(request_ids), schema_name, settings.ZTSP_ISSUANCE_SWEEP_SECONDS)
+        queued += len(request_ids)
+    return queued
 
 
 def queue_issuance(request_id) -> None:
