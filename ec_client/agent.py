@@ -51,7 +51,7 @@ from ec_client.keys import (
     private_key_pem,
     verify_certificate,
 )
-from ec_client.proof import sign_with_key, sign_with_secret
+from ec_client.proof import key_sha256, sign_with_key, sign_with_secret
 from ec_client.state import (
     CA_CHAIN_FILE,
     CERT_FILE,
@@ -530,8 +530,9 @@ class Agent:
         )
         if response is not None and self._proof_requested(response):
             # One more round trip at once: the challenge expires in minutes.
-            body["proof"] = {"challenge": response.body["challenge"],
-                             "signature": self._sign_challenge(response.body["challenge"])}
+            enroll_key = key_sha256(self.key.public_key())
+            body["proof"] = {"challenge": response.body["challenge"], "key_sha256": enroll_key,
+                             "signature": self._sign_challenge(response.body["challenge"], enroll_key)}
             response = await self._call(
                 "lookup", "POST", f"{device.provision_url}/api/v1/ztp/lookup", token=device.access_key, body=body
             )
@@ -571,12 +572,12 @@ class Agent:
             and self.device.credential is not None
         )
 
-    def _sign_challenge(self, challenge: str) -> str:
+    def _sign_challenge(self, challenge: str, enroll_key: str) -> str:
         credential = self.device.credential or {}
         if credential.get("type") == "secret":
-            return sign_with_secret(credential["secret"].encode(), self.product_id, challenge)
+            return sign_with_secret(credential["secret"].encode(), self.product_id, challenge, enroll_key)
         key = load_pem_private_key(credential["private_key_pem"].encode(), password=None)
-        return sign_with_key(key, self.product_id, challenge)
+        return sign_with_key(key, self.product_id, challenge, enroll_key)
 
     async def _onboard(self) -> None:
         csr_pem = await asyncio.to_thread(load_or_create_csr, self.state_dir, self.key, self.product_id)

@@ -24,7 +24,7 @@ from onboarding.models import EdgeController, OnboardRequest, Tag
 from pki import crypto
 from provisioning.models import Product
 from provisioning.product_ids import InvalidProductId, parse_product_id
-from provisioning.services.device_proof import read_lookup_proof
+from provisioning.services.device_proof import public_key_sha256, read_lookup_proof
 
 logger = logging.getLogger(__name__)
 
@@ -80,13 +80,14 @@ def _clean_facts(facts) -> dict:
     return facts
 
 
-def device_proof_status(product_id: str, lookup_proof) -> str:
+def device_proof_status(product_id: str, lookup_proof, csr) -> str:
     """Return how a new onboard request is backed by the device credential, from the EC's lookup proof token.
 
     The product table is in the public schema, which every tenant's search
     path includes; the token is signed by this deployment's Provision Server.
     """
-    if read_lookup_proof(lookup_proof, product_id) is not None:
+    proven = read_lookup_proof(lookup_proof, product_id)
+    if proven is not None and proven.key_sha256 == public_key_sha256(csr.public_key()):
         return OnboardRequest.DeviceProof.VERIFIED
     has_credential = Product.objects.filter(product_id=product_id).exclude(credential="").exists()
     return OnboardRequest.DeviceProof.MISSING if has_credential else OnboardRequest.DeviceProof.NOT_REGISTERED
@@ -118,7 +119,7 @@ def submit_onboard_request(raw_product_id: str, csr_pem: str, facts, *, source_a
     if existing is not None:
         return SubmitResult(existing, False, poll_token_for(existing))
 
-    device_proof = device_proof_status(product_id, lookup_proof)
+    device_proof = device_proof_status(product_id, lookup_proof, csr)
     try:
         with transaction.atomic():
             controller, _ = EdgeController.objects.select_for_update().get_or_create(product_id=product_id)

@@ -47,9 +47,13 @@ class FactsField(serializers.DictField):
 
 class DeviceProofSerializer(serializers.Serializer):
     challenge = serializers.CharField(max_length=200, help_text="The challenge of the last 401 device_proof_* answer.")
+    key_sha256 = serializers.CharField(max_length=64, help_text=(
+        "Hex SHA-256 of the DER SubjectPublicKeyInfo of the key the EC's CSR will carry; the Director counts the "
+        "onboard request as proven only for that key."))
     signature = serializers.CharField(max_length=1024, help_text=(
-        "Base64 signature of 'ztsp-lookup-proof/v1\\n<Product ID>\\n<challenge>': ECDSA or RSA PKCS#1 v1.5 with "
-        "SHA-256, or Ed25519, for a public key credential; HMAC-SHA256 keyed with SHA-256(secret) for a secret."))
+        "Base64 signature of 'ztsp-lookup-proof/v1\\n<Product ID>\\n<challenge>\\n<key_sha256>': for a public "
+        "key credential, ECDSA with SHA-256 (DER-encoded, not raw r||s), RSA PKCS#1 v1.5 with SHA-256, or Ed25519; "
+        "for a secret, HMAC-SHA256 keyed with SHA-256(secret)."))
 
 
 class LookupRequestSerializer(serializers.Serializer):

@@ -11,8 +11,9 @@ The exchange costs one extra round trip and no database write:
    ``device_proof_required`` with a ``challenge``: a stateless token that
    names the Product ID, expires after :data:`CHALLENGE_TTL_SECONDS` and
    carries a server MAC, so nothing is stored per challenge.
-2. The EC signs :func:`proof_message` (the Product ID and the challenge) and
-   looks up again with ``proof = {"challenge", "signature"}``:
+2. The EC signs :func:`proof_message` (the Product ID, the challenge and
+   the SHA-256 of the public key it will put in its CSR) and looks up again
+   with ``proof = {"challenge", "key_sha256", "signature"}``:
    - ``public_key``: ECDSA with SHA-256 (DER signature), RSA PKCS#1 v1.5
      with SHA-256, or Ed25519, base64;
    - ``secret_sha256``: HMAC-SHA256 keyed with the 32 raw bytes of
@@ -23,9 +24,11 @@ The exchange costs one extra round trip and no database write:
    proof cannot be replayed.
 
 A verified lookup returns a ``lookup_proof`` token, signed with the
-deployment's secret key. The EC hands it to the Director with its onboard
-request, and the Director records whether the request is backed by the device
-credential (:func:`read_lookup_proof`).
+deployment's secret key, naming the Product ID and that key hash. The EC
+hands it to the Director with its onboard request, and the Director counts
+the request as backed by the device credential only when its CSR carries
+that very key (:func:`read_lookup_proof`), so a copied token does not vouch
+for another key.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -41,7 +45,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 from django.core import signing
 from django.core.cache import cache
 from django.utils.crypto import salted_hmac
@@ -59,6 +63,8 @@ LOOKUP_PROOF_MAX_AGE_SECONDS = 24 * 3600
 # Longest signature accepted, as base64 text (an RSA 4096 signature is 684).
 MAX_SIGNATURE_CHARS = 1024
 MAX_CHALLENGE_CHARS = 200
+
+KEY_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 _CHALLENGE_VERSION = "c1"
 _CHALLENGE_SALT = "ztsp.device-proof.challenge"
@@ -82,15 +88,21 @@ class LookupProof:
 
     product_id: str
     method: str
+    # Hex SHA-256 of the DER SubjectPublicKeyInfo the EC said it would enroll.
+    key_sha256: str
 
 
 def requires_proof(product: Product) -> bool:
     return bool(product.credential_type and product.credential)
 
 
-def proof_message(product_id: str, challenge: str) -> bytes:
-    """The bytes the EC signs: binding the Product ID stops a proof for one product serving another."""
-    return f"ztsp-lookup-proof/v1\n{product_id}\n{challenge}".encode()
+def proof_message(product_id: str, challenge: str, key_sha256: str) -> bytes:
+    """Build the bytes the EC signs.
+
+    The Product ID stops a proof for one product serving another, and the key
+    hash ties the proof to the key the EC will enroll.
+    """
+    return f"ztsp-lookup-proof/v1\n{product_id}\n{challenge}\n{key_sha256}".encode()
 
 
 def issue_challenge(product_id: str, *, now: float | None = None) -> str:
@@ -105,8 +117,8 @@ def _challenge_mac(product_id: str, expires: int, nonce: str) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def verify_proof(product: Product, proof, *, now: float | None = None) -> str:
-    """Check ``proof`` (the lookup body's ``proof``) for ``product``; return the credential type.
+def verify_proof(product: Product, proof, *, now: float | None = None) -> LookupProof:
+    """Check ``proof`` (the lookup body's ``proof``) for ``product``; return what it proved.
 
     Raises :class:`DeviceProofFailed` with a fresh challenge when the proof
     is missing, malformed, expired, already used or wrong.
@@ -116,12 +128,15 @@ def verify_proof(product: Product, proof, *, now: float | None = None) -> str:
         raise _failed("device_proof_required",
                       f"Product ID {product_id} has a device credential; sign the challenge and send it as proof.",
                       product_id)
-    if not isinstance(proof, dict) or not isinstance(proof.get("challenge"), str) \
-            or not isinstance(proof.get("signature"), str):
-        raise _failed("device_proof_invalid",
-                      "proof must be an object with the strings challenge and signature; sign the new challenge.",
-                      product_id)
+    if not isinstance(proof, dict) or not all(isinstance(proof.get(name), str)
+                                              for name in ("challenge", "key_sha256", "signature")):
+        raise _failed("device_proof_invalid", "proof must be an object with the strings challenge, key_sha256 "
+                      "and signature; sign the new challenge.", product_id)
     challenge, signature_text = proof["challenge"], proof["signature"]
+    key_sha256 = proof["key_sha256"].lower()
+    if not KEY_SHA256_RE.fullmatch(key_sha256):
+        raise _failed("device_proof_invalid", "proof key_sha256 must be 64 hexadecimal digits, the SHA-256 of the "
+                      "DER public key the CSR will carry; sign the new challenge.", product_id)
     if len(challenge) > MAX_CHALLENGE_CHARS or len(signature_text) > MAX_SIGNATURE_CHARS:
         raise _failed("device_proof_invalid", "proof challenge or signature is too long; sign the new challenge.",
                       product_id)
@@ -132,7 +147,7 @@ def verify_proof(product: Product, proof, *, now: float | None = None) -> str:
     except (binascii.Error, ValueError):
         raise _failed("device_proof_invalid", "proof signature is not base64; sign the new challenge.",
                       product_id) from None
-    if not _signature_matches(product, proof_message(product_id, challenge), signature):
+    if not _signature_matches(product, proof_message(product_id, challenge, key_sha256), signature):
         raise _failed("device_proof_invalid",
                       f"The proof signature does not match the credential imported for Product ID {product_id}.",
                       product_id)
@@ -142,7 +157,7 @@ def verify_proof(product: Product, proof, *, now: float | None = None) -> str:
     if not cache.add(_USED_NONCE_PREFIX + nonce, 1, timeout=CHALLENGE_TTL_SECONDS + 5):
         raise _failed("device_proof_replayed", "This challenge was already used; sign the new challenge.",
                       product_id)
-    return product.credential_type
+    return LookupProof(product_id, product.credential_type, key_sha256)
 
 
 def _check_challenge(product_id: str, challenge: str, now: float | None) -> str:
@@ -153,8 +168,8 @@ def _check_challenge(product_id: str, challenge: str, now: float | None) -> str:
     expires = int(expires_text)
     if not hmac.compare_digest(mac, _challenge_mac(product_id, expires, nonce)):
         raise _failed("device_proof_invalid",
-                      f"proof challenge was not issued for Product ID {product_id}; sign the new challenge.",
-                      product_id)
+                      f"proof challenge was not issued by this server for Product ID {product_id}, or was altered; "
+                      "sign the new challenge.", product_id)
     if expires < (now if now is not None else time.time()):
         raise _failed("device_proof_expired",
                       f"proof challenge expired (challenges last {CHALLENGE_TTL_SECONDS} s); sign the new challenge.",
@@ -189,9 +204,9 @@ def _failed(code: str, detail: str, product_id: str) -> DeviceProofFailed:
     return DeviceProofFailed(code, detail, issue_challenge(product_id))
 
 
-def issue_lookup_proof(product_id: str, method: str) -> str:
-    """Sign a token for the Director: this lookup proved possession of the device credential."""
-    return signing.dumps({"p": product_id, "m": method}, salt=_LOOKUP_PROOF_SALT)
+def issue_lookup_proof(proof: LookupProof) -> str:
+    """Sign a token for the Director: this lookup proved possession of the device credential for this key."""
+    return signing.dumps({"p": proof.product_id, "m": proof.method, "k": proof.key_sha256}, salt=_LOOKUP_PROOF_SALT)
 
 
 def read_lookup_proof(token, product_id: str) -> LookupProof | None:
@@ -202,6 +217,13 @@ def read_lookup_proof(token, product_id: str) -> LookupProof | None:
         data = signing.loads(token, salt=_LOOKUP_PROOF_SALT, max_age=LOOKUP_PROOF_MAX_AGE_SECONDS)
     except signing.BadSignature:
         return None
-    if not isinstance(data, dict) or data.get("p") != product_id or not isinstance(data.get("m"), str):
+    if not isinstance(data, dict) or data.get("p") != product_id or not isinstance(data.get("m"), str) \
+            or not isinstance(data.get("k"), str):
         return None
-    return LookupProof(product_id, data["m"])
+    return LookupProof(product_id, data["m"], data["k"])
+
+
+def public_key_sha256(public_key) -> str:
+    """Return the hex SHA-256 of a public key's DER SubjectPublicKeyInfo, as ``key_sha256`` names it."""
+    der = public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()

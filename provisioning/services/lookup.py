@@ -148,10 +148,10 @@ def lookup_product(raw_product_id: str, *, access_key: ProvisioningAccessKey, fa
         _record_seen(product, facts, source_address)
 
     decision = decide_lookup(product_id, product, retry_after=settings.ZTSP_LOOKUP_RETRY_AFTER)
-    proof_method = None
+    proven = None
     if decision.ok and device_proof.requires_proof(product):
         try:
-            proof_method = device_proof.verify_proof(product, proof)
+            proven = device_proof.verify_proof(product, proof)
         except device_proof.DeviceProofFailed as failure:
             decision = LookupDecision(401, failure.code, failure.detail)
             record_lookup_event(product_id, access_key_id=access_key.key_id, status=401, code=failure.code,
@@ -174,7 +174,7 @@ def lookup_product(raw_product_id: str, *, access_key: ProvisioningAccessKey, fa
         product_id=product_id,
         director_url=registration.management_url,
         access_key=tokens.decrypt(registration.access_key_encrypted).decode(),
-        lookup_proof=device_proof.issue_lookup_proof(product_id, proof_method) if proof_method else None,
+        lookup_proof=device_proof.issue_lookup_proof(proven) if proven else None,
     )
 
 

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ec_client.proof import proof_message, sign_with_key, sign_with_secret
+from ec_client.proof import key_sha256, proof_message, sign_with_key, sign_with_secret
 from ec_client.state import StateError, load_device, write_device
 
 PRODUCT_ID = "EC100:7c9e6679-7425-40de-944b-e07fc1f90ae7"
@@ -51,18 +51,27 @@ def test_load_device_names_bad_credential(tmp_path):
 def test_key_signature_verifies_over_product_id_and_challenge():
     key = ec.generate_private_key(ec.SECP256R1())
 
-    signature = base64.b64decode(sign_with_key(key, PRODUCT_ID, "c1.1.n.m"))
+    signature = base64.b64decode(sign_with_key(key, PRODUCT_ID, "c1.1.n.m", "ab" * 32))
 
-    key.public_key().verify(signature, proof_message(PRODUCT_ID, "c1.1.n.m"), ec.ECDSA(hashes.SHA256()))
+    key.public_key().verify(signature, proof_message(PRODUCT_ID, "c1.1.n.m", "ab" * 32), ec.ECDSA(hashes.SHA256()))
 
 
 def test_secret_signature_is_keyed_with_secret_hash():
-    expected = hmac.new(hashlib.sha256(b"s3").digest(), proof_message(PRODUCT_ID, "c"), hashlib.sha256).digest()
+    message = proof_message(PRODUCT_ID, "c", "ab" * 32)
+    expected = hmac.new(hashlib.sha256(b"s3").digest(), message, hashlib.sha256).digest()
 
-    assert base64.b64decode(sign_with_secret(b"s3", PRODUCT_ID, "c")) == expected
+    assert base64.b64decode(sign_with_secret(b"s3", PRODUCT_ID, "c", "ab" * 32)) == expected
 
 
 def test_proof_message_matches_the_server():
     from provisioning.services.device_proof import proof_message as server_message
 
-    assert proof_message(PRODUCT_ID, "c1.2.n.m") == server_message(PRODUCT_ID, "c1.2.n.m")
+    assert proof_message(PRODUCT_ID, "c1.2.n.m", "ab" * 32) == server_message(PRODUCT_ID, "c1.2.n.m", "ab" * 32)
+
+
+def test_key_hash_matches_the_server():
+    from provisioning.services.device_proof import public_key_sha256
+
+    key = ec.generate_private_key(ec.SECP256R1())
+
+    assert key_sha256(key.public_key()) == public_key_sha256(key.public_key())

@@ -15,11 +15,13 @@ from msp.services.products import allocate_products, claim_products, numbered
 from onboarding.models import OnboardRequest
 from onboarding.services import submit_onboard_request
 from provisioning.models import CredentialType, Product
-from provisioning.services.device_proof import issue_challenge, issue_lookup_proof
-from tests.factories import VENDOR, make_csr, provision_products
+from provisioning.services.device_proof import LookupProof, issue_challenge, issue_lookup_proof, public_key_sha256
+from tests.factories import VENDOR, make_csr, make_key, provision_products
 from tests.provisioning.helpers import csv_bytes, import_csv, post_lookup
 
 SECRET = "factory-secret-of-this-device"
+# The key hash the EC says it will enroll, in the lookup tests.
+ENROLL_KEY = "ab" * 32
 
 
 def _public_pem(private_key) -> str:
@@ -43,6 +45,16 @@ def keyed_product(world, device_key) -> str:
     product_id = provision_products(world.a.msp, world.a.registration)[0]
     _give_credential(product_id, CredentialType.PUBLIC_KEY, _public_pem(device_key))
     return product_id
+
+
+def _key_proof(private_key, product_id: str, challenge: str) -> dict:
+    return {"challenge": challenge, "key_sha256": ENROLL_KEY,
+            "signature": sign_with_key(private_key, product_id, challenge, ENROLL_KEY)}
+
+
+def _secret_proof(secret: bytes, product_id: str, challenge: str) -> dict:
+    return {"challenge": challenge, "key_sha256": ENROLL_KEY,
+            "signature": sign_with_secret(secret, product_id, challenge, ENROLL_KEY)}
 
 
 def _lookup(world, public_client, product_id: str, proof: dict | None = None):
@@ -75,7 +87,7 @@ def test_lookup_with_signed_challenge_returns_director_and_lookup_proof(world, p
     challenge = _challenge(world, public_client, keyed_product)
 
     response = _lookup(world, public_client, keyed_product,
-                       {"challenge": challenge, "signature": sign_with_key(device_key, keyed_product, challenge)})
+                       _key_proof(device_key, keyed_product, challenge))
 
     assert response.status_code == 200, response.content
     body = response.json()
@@ -95,7 +107,7 @@ def test_lookup_accepts_proof_from_each_key_type(world, public_client, make_key)
     challenge = _challenge(world, public_client, product_id)
 
     response = _lookup(world, public_client, product_id,
-                       {"challenge": challenge, "signature": sign_with_key(key, product_id, challenge)})
+                       _key_proof(key, product_id, challenge))
 
     assert response.status_code == 200, response.content
 
@@ -106,7 +118,7 @@ def test_lookup_accepts_hmac_proof_for_secret_hash(world, public_client):
     challenge = _challenge(world, public_client, product_id)
 
     response = _lookup(world, public_client, product_id,
-                       {"challenge": challenge, "signature": sign_with_secret(SECRET.encode(), product_id, challenge)})
+                       _secret_proof(SECRET.encode(), product_id, challenge))
 
     assert response.status_code == 200, response.content
 
@@ -117,7 +129,7 @@ def test_lookup_rejects_wrong_secret(world, public_client):
     challenge = _challenge(world, public_client, product_id)
 
     response = _lookup(world, public_client, product_id,
-                       {"challenge": challenge, "signature": sign_with_secret(b"guess", product_id, challenge)})
+                       _secret_proof(b"guess", product_id, challenge))
 
     assert response.status_code == 401
     assert response.json()["code"] == "device_proof_invalid"
@@ -128,7 +140,7 @@ def test_lookup_rejects_signature_by_another_key(world, public_client, keyed_pro
     impostor = ec.generate_private_key(ec.SECP256R1())
 
     response = _lookup(world, public_client, keyed_product,
-                       {"challenge": challenge, "signature": sign_with_key(impostor, keyed_product, challenge)})
+                       _key_proof(impostor, keyed_product, challenge))
 
     assert response.status_code == 401
     body = response.json()
@@ -143,17 +155,37 @@ def test_lookup_rejects_challenge_issued_for_another_product(world, public_clien
     challenge = _challenge(world, public_client, other)
 
     response = _lookup(world, public_client, keyed_product,
-                       {"challenge": challenge, "signature": sign_with_key(device_key, keyed_product, challenge)})
+                       _key_proof(device_key, keyed_product, challenge))
 
     assert response.status_code == 401
     assert response.json()["code"] == "device_proof_invalid"
+
+
+def test_lookup_rejects_key_hash_other_than_signed(world, public_client, keyed_product, device_key):
+    challenge = _challenge(world, public_client, keyed_product)
+    proof = {**_key_proof(device_key, keyed_product, challenge), "key_sha256": "cd" * 32}
+
+    response = _lookup(world, public_client, keyed_product, proof)
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "device_proof_invalid"
+
+
+def test_lookup_rejects_malformed_key_hash(world, public_client, keyed_product, device_key):
+    challenge = _challenge(world, public_client, keyed_product)
+    proof = {**_key_proof(device_key, keyed_product, challenge), "key_sha256": "zz" * 32}
+
+    response = _lookup(world, public_client, keyed_product, proof)
+
+    assert response.status_code == 401
+    assert "64 hexadecimal digits" in response.json()["detail"]
 
 
 def test_lookup_rejects_expired_challenge(world, public_client, keyed_product, device_key):
     challenge = issue_challenge(keyed_product, now=time.time() - 600)
 
     response = _lookup(world, public_client, keyed_product,
-                       {"challenge": challenge, "signature": sign_with_key(device_key, keyed_product, challenge)})
+                       _key_proof(device_key, keyed_product, challenge))
 
     assert response.status_code == 401
     assert response.json()["code"] == "device_proof_expired"
@@ -161,7 +193,7 @@ def test_lookup_rejects_expired_challenge(world, public_client, keyed_product, d
 
 def test_lookup_rejects_replayed_proof(world, public_client, keyed_product, device_key):
     challenge = _challenge(world, public_client, keyed_product)
-    proof = {"challenge": challenge, "signature": sign_with_key(device_key, keyed_product, challenge)}
+    proof = _key_proof(device_key, keyed_product, challenge)
     assert _lookup(world, public_client, keyed_product, proof).status_code == 200
 
     response = _lookup(world, public_client, keyed_product, proof)
@@ -175,7 +207,7 @@ def test_lookup_rejects_forged_challenge_mac(world, public_client, keyed_product
     forged = f"{version}.{int(expires) + 3600}.{nonce}.AAAA"
 
     response = _lookup(world, public_client, keyed_product,
-                       {"challenge": forged, "signature": sign_with_key(device_key, keyed_product, forged)})
+                       _key_proof(device_key, keyed_product, forged))
 
     assert response.status_code == 401
     assert response.json()["code"] == "device_proof_invalid"
@@ -183,7 +215,7 @@ def test_lookup_rejects_forged_challenge_mac(world, public_client, keyed_product
 
 @pytest.mark.parametrize(("proof", "code"), [
     ("signed", "invalid"), (["a"], "invalid"), ({"challenge": {"a": 1}, "signature": "x"}, "invalid"),
-    ({"challenge": "c1"}, "required"),
+    ({"challenge": "c1", "key_sha256": ENROLL_KEY}, "required"),
 ], ids=["string", "list", "object_challenge", "no_signature"])
 def test_lookup_malformed_proof_returns_400(world, public_client, keyed_product, proof, code):
     response = _lookup(world, public_client, keyed_product, proof)
@@ -195,7 +227,8 @@ def test_lookup_malformed_proof_returns_400(world, public_client, keyed_product,
 def test_lookup_non_base64_signature_returns_401_with_new_challenge(world, public_client, keyed_product):
     challenge = _challenge(world, public_client, keyed_product)
 
-    response = _lookup(world, public_client, keyed_product, {"challenge": challenge, "signature": "not base64!"})
+    response = _lookup(world, public_client, keyed_product,
+                       {"challenge": challenge, "key_sha256": ENROLL_KEY, "signature": "not base64!"})
 
     assert response.status_code == 401
     assert response.json()["code"] == "device_proof_invalid"
@@ -244,7 +277,7 @@ def test_imported_public_key_is_what_the_lookup_checks(world, public_client, dev
     challenge = _challenge(world, public_client, product_id)
 
     response = _lookup(world, public_client, product_id,
-                       {"challenge": challenge, "signature": sign_with_key(device_key, product_id, challenge)})
+                       _key_proof(device_key, product_id, challenge))
 
     assert response.status_code == 200, response.content
 
@@ -252,8 +285,13 @@ def test_imported_public_key_is_what_the_lookup_checks(world, public_client, dev
 # --- the Director's record of the proof -----------------------------------------------------
 
 
-def _submit(world, product_id: str, lookup_proof=None) -> OnboardRequest:
-    csr_pem, _key = make_csr(product_id)
+def _token(product_id: str, enroll_key) -> str:
+    return issue_lookup_proof(LookupProof(product_id, CredentialType.PUBLIC_KEY,
+                                          public_key_sha256(enroll_key.public_key())))
+
+
+def _submit(world, product_id: str, lookup_proof=None, enroll_key=None) -> OnboardRequest:
+    csr_pem, _key = make_csr(product_id, enroll_key)
     with schema_context(world.a.tenant.schema_name):
         result = submit_onboard_request(product_id, csr_pem, {}, source_address="127.0.0.1",
                                         lookup_proof=lookup_proof)
@@ -261,9 +299,17 @@ def _submit(world, product_id: str, lookup_proof=None) -> OnboardRequest:
 
 
 def test_onboard_request_with_lookup_proof_is_verified(world, keyed_product):
-    onboard_request = _submit(world, keyed_product, issue_lookup_proof(keyed_product, CredentialType.PUBLIC_KEY))
+    enroll_key = make_key()
+
+    onboard_request = _submit(world, keyed_product, _token(keyed_product, enroll_key), enroll_key)
 
     assert onboard_request.device_proof == OnboardRequest.DeviceProof.VERIFIED
+
+
+def test_onboard_request_with_lookup_proof_for_another_key_is_flagged_missing(world, keyed_product):
+    onboard_request = _submit(world, keyed_product, _token(keyed_product, make_key()), make_key())
+
+    assert onboard_request.device_proof == OnboardRequest.DeviceProof.MISSING
 
 
 def test_onboard_request_without_lookup_proof_is_flagged_missing(world, keyed_product):
@@ -275,15 +321,19 @@ def test_onboard_request_without_lookup_proof_is_flagged_missing(world, keyed_pr
 def test_onboard_request_with_another_products_lookup_proof_is_flagged_missing(world, keyed_product):
     other = provision_products(world.a.msp, world.a.registration)[0]
 
-    onboard_request = _submit(world, keyed_product, issue_lookup_proof(other, CredentialType.PUBLIC_KEY))
+    enroll_key = make_key()
+
+    onboard_request = _submit(world, keyed_product, _token(other, enroll_key), enroll_key)
 
     assert onboard_request.device_proof == OnboardRequest.DeviceProof.MISSING
 
 
 def test_onboard_request_with_forged_lookup_proof_is_flagged_missing(world, keyed_product):
-    token = issue_lookup_proof(keyed_product, CredentialType.PUBLIC_KEY)
+    enroll_key = make_key()
+    token = _token(keyed_product, enroll_key)
 
-    onboard_request = _submit(world, keyed_product, token[:-2] + ("AA" if not token.endswith("AA") else "BB"))
+    onboard_request = _submit(world, keyed_product, token[:-2] + ("AA" if not token.endswith("AA") else "BB"),
+                              enroll_key)
 
     assert onboard_request.device_proof == OnboardRequest.DeviceProof.MISSING
 
@@ -332,7 +382,8 @@ def test_dashboard_flags_request_without_device_proof(world, keyed_product):
 
 
 def test_dashboard_marks_request_with_device_proof(world, keyed_product):
-    _submit(world, keyed_product, issue_lookup_proof(keyed_product, CredentialType.PUBLIC_KEY))
+    enroll_key = make_key()
+    _submit(world, keyed_product, _token(keyed_product, enroll_key), enroll_key)
 
     row = _dashboard_row(world, keyed_product)
     assert "Device credential proven at lookup" in row
