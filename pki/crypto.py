@@ -224,11 +224,18 @@ def _parse_csr_pem(csr_pem: str | bytes) -> x509.CertificateSigningRequest:
         )
     try:
         der = base64.b64decode(b"".join(match.group("body").split()), validate=True)
-        return x509.load_der_x509_csr(der)
     except (ValueError, binascii.Error) as exc:
         raise CSRError(
             CSR_MALFORMED,
-            f"CSR could not be parsed as PKCS#10 ({exc}); "
+            "CSR PEM block is not valid base64; regenerate the request and submit it again.",
+        ) from exc
+    try:
+        return x509.load_der_x509_csr(der)
+    except ValueError as exc:
+        # The parser's message is an internal ASN.1 trace that means nothing to an EC vendor, so it is left out.
+        raise CSRError(
+            CSR_MALFORMED,
+            "CSR PEM block does not hold a DER-encoded PKCS#10 CertificationRequest; "
             "regenerate the request and submit it again.",
         ) from exc
 
