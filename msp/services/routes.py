@@ -8,6 +8,7 @@ from datetime import datetime
 from django.conf import settings
 
 from provisioning.models import LookupEvent, Product
+from provisioning.services.device_proof import requires_proof
 from provisioning.services.lookup import LookupDecision, decide_lookup
 
 
@@ -45,6 +46,7 @@ def explain_route(product: Product, *, history_since: datetime | None = None) ->
         _allocation_reason(product),
         _claim_reason(product),
         _mapping_reason(product),
+        _device_credential_reason(product),
         _last_lookup_reason(product, history_since),
     ]
     return RouteExplanation(product, decision, [reason for reason in reasons if reason is not None])
@@ -56,6 +58,15 @@ def _state_reason(product: Product) -> RouteReason:
     return RouteReason(f"state_{product.state}",
                        f"The product is {product.state}, so every lookup is rejected with 403 until the vendor "
                        "re-enables it.")
+
+
+def _device_credential_reason(product: Product) -> RouteReason | None:
+    if not requires_proof(product):
+        return None
+    return RouteReason("device_proof_required",
+                       f"The vendor imported a device credential ({product.credential_type}), so the lookup returns "
+                       "the Director only after the EC signs a challenge with it; until then it answers 401 "
+                       "device_proof_required.")
 
 
 def _allocation_reason(product: Product) -> RouteReason:

@@ -276,3 +276,12 @@ def test_msp_route_for_msp_user(world):
 
     assert response.status_code == 200, response.content
 
+
+
+def test_route_says_device_proof_is_required(world, client_a):
+    [product_id] = provision_products(world.a.msp, world.a.registration)
+    Product.objects.filter(product_id=product_id).update(credential_type="secret_sha256", credential="ab" * 32)
+
+    body = client_a.get(route_url(product_id)).json()
+
+    assert "device_proof_required" in reason_codes(body)

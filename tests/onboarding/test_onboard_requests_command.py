@@ -135,3 +135,17 @@ def test_approve_without_target_fails(world):
 def test_unknown_schema_fails(world, schema):
     with pytest.raises(CommandError, match=schema):
         _run(schema, "list")
+
+
+def test_list_flags_request_without_device_proof(world):
+    from provisioning.models import Product
+    from tests.factories import provision_products
+
+    [product_id] = provision_products(world.a.msp, world.a.registration)
+    Product.objects.filter(product_id=product_id).update(credential_type="secret_sha256", credential="ab" * 32)
+    onboard(world.a, product_id)
+
+    stdout, _stderr = _run("acme", "list")
+
+    line = next(line for line in stdout.splitlines() if product_id in line)
+    assert "DEVICE-CREDENTIAL-NOT-PROVEN" in line

@@ -26,7 +26,16 @@ class Command(BaseCommand):
             pending = OnboardRequest.objects.filter(status=OnboardRequest.Status.PENDING).order_by("created_at")
             if action == "list":
                 for item in pending:
-                    flag = " CONFLICT" if item.conflict else ""
+                    flags = []
+                    if item.key_change:
+                        flags.append("NEW-KEY")
+                    elif item.conflict:
+                        flags.append("CONFLICT")
+                    if item.device_proof == OnboardRequest.DeviceProof.MISSING:
+                        flags.append("DEVICE-CREDENTIAL-NOT-PROVEN")
+                    elif item.device_proof == OnboardRequest.DeviceProof.VERIFIED:
+                        flags.append("device-credential-proven")
+                    flag = "".join(f" {name}" for name in flags)
                     self.stdout.write(f"{item.pk} {item.product_id} from {item.source_address}{flag}")
                 self.stdout.write(f"{pending.count()} pending.")
                 return
