@@ -155,8 +155,11 @@ class Command(BaseCommand):
         self._say(f"Imported factory CSV {batch.csv_path}:\n{seed.read_csv_report(batch)}")
 
         python = sys.executable
+        # By default uvicorn takes the client address from the X-Forwarded-For of any loopback client.
+        # Turned off, ZTSP_TRUSTED_PROXY_COUNT alone decides whether that header is trusted.
         web = self._start("web", [python, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-                                  "--port", str(WEB_PORT), "--lifespan", "off", "--log-level", "warning"])
+                                  "--port", str(WEB_PORT), "--lifespan", "off", "--no-proxy-headers",
+                                  "--log-level", "warning"])
         self._start("worker", [python, "-m", "celery", "-A", "config", "worker", "-c", "2", "-l", "info",
                                "-Q", settings.CELERY_TASK_DEFAULT_QUEUE, "--without-mingle", "--without-gossip"])
         # Beat sends the scheduled CRL refresh and certificate renewal reminders.
