@@ -223,7 +223,7 @@ class Command(BaseCommand):
         while time.monotonic() < deadline:
             approved = seed.approve_pending(wanted)
             if approved:
-                self._say(f"Tenant admins approved {approved} ECs.")
+                self._say(f"Tenant admins approved {approved} {'EC' if approved == 1 else 'ECs'}.")
             rows = seed.fleet_rows(batch)
             if all(row.online for row in rows):
                 return True
