@@ -63,4 +63,4 @@ EXPOSE 8000 8443 8444
 # the readiness endpoint (/readyz) is for load balancers and compose ordering.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-m", "ops.probe", "http", "http://127.0.0.1:8000/healthz", "--host", "localhost"]
-CMD ["uvicorn", "config.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--lifespan", "off", "--proxy-headers"]
+CMD ["uvicorn", "config.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--lifespan", "off", "--no-proxy-headers"]

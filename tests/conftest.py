@@ -220,7 +220,7 @@ def live_stack(world, django_db_blocker, tmp_path_factory) -> LiveStack:
     processes = {
         "web": start_process("web", [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host",
                                      "127.0.0.1", "--port", str(web_port), "--lifespan", "off",
-                                     "--log-level", "warning"], env, logs),
+                                     "--no-proxy-headers", "--log-level", "warning"], env, logs),
         "worker": start_process("worker", [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q",
                                            settings.CELERY_TASK_DEFAULT_QUEUE, "-c", "2", "-l", "info",
                                            "--without-mingle", "--without-gossip"], env, logs),

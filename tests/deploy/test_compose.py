@@ -114,6 +114,22 @@ def test_metrics_ports_stay_on_compose_network(compose):
     assert "ports" not in services["worker"]
 
 
+def test_web_turns_off_uvicorn_proxy_headers(compose):
+    command = _services(compose)["web"]["command"]
+
+    # uvicorn's own --proxy-headers would read X-Forwarded-For a second time.
+    assert "--no-proxy-headers" in command
+    assert "--proxy-headers" not in command
+
+
+def test_env_example_sets_proxy_https_header():
+    values = _env_example()
+
+    assert int(values["ZTSP_TRUSTED_PROXY_COUNT"]) > 0
+    # Without it, the production HTTPS redirect would loop behind the TLS proxy.
+    assert values["DJANGO_SECURE_PROXY_SSL_HEADER"] == "X-Forwarded-Proto,https"
+
+
 def test_env_example_names_every_secret_without_a_value():
     values = _env_example()
 

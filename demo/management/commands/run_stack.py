@@ -155,8 +155,11 @@ class Command(BaseCommand):
         self._say(f"Imported factory CSV {batch.csv_path}:\n{seed.read_csv_report(batch)}")
 
         python = sys.executable
+        # By default uvicorn takes the client address from the X-Forwarded-For of any loopback client.
+        # Turned off, ZTSP_TRUSTED_PROXY_COUNT alone decides whether that header is trusted.
         web = self._start("web", [python, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-                                  "--port", str(WEB_PORT), "--lifespan", "off", "--log-level", "warning"])
+                                  "--port", str(WEB_PORT), "--lifespan", "off", "--no-proxy-headers",
+                                  "--log-level", "warning"])
         self._start("worker", [python, "-m", "celery", "-A", "config", "worker", "-c", "2", "-l", "info",
                                "-Q", settings.CELERY_TASK_DEFAULT_QUEUE, "--without-mingle", "--without-gossip"])
         # Beat sends the scheduled CRL refresh and certificate renewal reminders.
@@ -220,7 +223,7 @@ class Command(BaseCommand):
         while time.monotonic() < deadline:
             approved = seed.approve_pending(wanted)
             if approved:
-                self._say(f"Tenant admins approved {approved} ECs.")
+                self._say(f"Tenant admins approved {approved} {'EC' if approved == 1 else 'ECs'}.")
             rows = seed.fleet_rows(batch)
             if all(row.online for row in rows):
                 return True
