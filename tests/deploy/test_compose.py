@@ -97,8 +97,13 @@ def test_depends_on_waits_for_healthy_dependencies(compose):
 
 def test_only_web_gateway_and_https_publish_host_ports(compose):
     for name, service in _services(compose).items():
-        published = {str(port).split(":")[0] for port in service.get("ports", [])}
+        published = {str(port).rsplit(":", 2)[-2] for port in service.get("ports", [])}
         assert published == PUBLISHED_PORTS.get(name, set()), name
+
+
+def test_web_port_is_published_on_loopback_only(compose):
+    # The web server trusts X-Forwarded-For from its proxy, so a client reaching it directly could forge it.
+    assert _services(compose)["web"]["ports"] == ["127.0.0.1:8000:8000"]
 
 
 def test_app_services_read_env_file(compose):
