@@ -580,6 +580,12 @@ class Agent:
         return sign_with_key(key, self.product_id, challenge, enroll_key)
 
     async def _onboard(self) -> None:
+        if self.state.lookup_proof_stale:
+            # Without a proof for the current key the request would be flagged, so prove it at a new lookup first.
+            logger.info("%s: the lookup proof named an older key; looking up again", self.product_id)
+            self.state.forget_director()
+            save_state(self.state_dir, self.state)
+            return
         csr_pem = await asyncio.to_thread(load_or_create_csr, self.state_dir, self.key, self.product_id)
         response = await self._call(
             "onboard",
@@ -893,6 +899,11 @@ class Agent:
         )
         self.key = key
         self.certificate = certificate
+        if self.state.lookup_proof:
+            # The proof named the old key, so a later onboarding with this one must look up again first.
+            self.state.lookup_proof = None
+            self.state.lookup_proof_stale = True
+            save_state(self.state_dir, self.state)
         logger.info("%s: certificate serial %s renewed as serial %s, valid until %s; reconnecting", self.product_id,
                     old_serial, certificate.serial_hex, certificate.not_after)
         client.use_new_certificate(certificate.not_after)

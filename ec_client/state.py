@@ -254,6 +254,8 @@ class AgentState:
     # The lookup's token saying this EC proved its device credential, for
     # the onboard request.
     lookup_proof: str | None = field(default=None, repr=False)
+    # Set when a renewal replaced the key that the lookup proof named.
+    lookup_proof_stale: bool = False
     tunnel_host: str | None = None
     tunnel_port: int | None = None
     # Phase name to the UTC time (ISO 8601) it was last reached.
@@ -273,6 +275,7 @@ class AgentState:
         self.director_url = None
         self.tenant_access_key = None
         self.lookup_proof = None
+        self.lookup_proof_stale = False
 
 
 def load_state(state_dir: Path) -> AgentState:
@@ -303,6 +306,8 @@ def load_state(state_dir: Path) -> AgentState:
         state.last_error = str(state.last_error)
     if state.phase not in (*PHASES, PHASE_REJECTED, PHASE_FAILED):
         state.phase = "new"
+    if not isinstance(state.lookup_proof_stale, bool):
+        state.lookup_proof_stale = False
     if not isinstance(state.phase_times, dict):
         state.phase_times = {}
     if isinstance(state.tunnel_port, bool) or not isinstance(state.tunnel_port, int | None):

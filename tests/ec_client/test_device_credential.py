@@ -75,3 +75,27 @@ def test_key_hash_matches_the_server():
     key = ec.generate_private_key(ec.SECP256R1())
 
     assert key_sha256(key.public_key()) == public_key_sha256(key.public_key())
+
+
+def test_stale_lookup_proof_sends_agent_back_to_lookup(pki, tmp_path):
+    import asyncio
+
+    from ec_client.agent import run_agent
+    from ec_client.state import AgentState, save_state
+    from tests.ec_client.servers import FakeZtsp, fast_options, make_device
+
+    folder = tmp_path / "ec1"
+
+    async def scenario():
+        async with FakeZtsp(pki) as ztsp:
+            make_device(folder, ztsp)
+            # As after a renewal replaced the key the lookup proof named.
+            save_state(folder, AgentState(phase="looked_up", director_url=ztsp.director_url,
+                                          tenant_access_key="tenant-key", lookup_proof_stale=True))
+            result = await run_agent(folder, fast_options(ztsp))
+            return ztsp, result
+
+    ztsp, result = asyncio.run(scenario())
+
+    assert result.phase == "tunnel_up", result.error
+    assert [call[0] for call in ztsp.calls if call[0] in ("lookup", "onboard")][:2] == ["lookup", "onboard"]
