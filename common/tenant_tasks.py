@@ -10,10 +10,15 @@ fails at once instead, with an error that names the task.
 
 from __future__ import annotations
 
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from django_tenants.utils import get_public_schema_name
 from tenant_schemas_celery.app import get_schema_name_from_task
 from tenant_schemas_celery.task import TenantTask
+
+# Errors after which the same task can succeed later: the broker or PostgreSQL
+# was unreachable. Tasks list them in autoretry_for only when a repeated run
+# is harmless (row locks and status checks).
+RETRYABLE_ERRORS = (OSError, OperationalError, InterfaceError)
 
 # Maximum wait, in seconds, before a task whose schema could not be selected is tried again.
 SCHEMA_RETRY_MAX_SECONDS = 60

@@ -10,19 +10,15 @@ import kombu.exceptions
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import connection, transaction
 from django_tenants.utils import schema_context
 
-from common.tenant_tasks import TenantScopedTask
+from common.tenant_tasks import RETRYABLE_ERRORS, TenantScopedTask
 from onboarding.services import complete_issuance, complete_issuances
 
 logger = logging.getLogger(__name__)
 
 
-# Errors after which the same task can succeed later: the broker or PostgreSQL
-# was unreachable. The task is retried with backoff, and the row locks and
-# status checks make a repeated run harmless.
-RETRYABLE_ERRORS = (OSError, OperationalError, InterfaceError)
 
 
 # Maximum onboard requests named in one issue_certificates_task message. A batch

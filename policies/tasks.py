@@ -7,13 +7,15 @@ import logging
 from celery import shared_task
 from django.db import connection
 
-from common.tenant_tasks import TenantScopedTask
+from common.tenant_tasks import RETRYABLE_ERRORS, TenantScopedTask
 from policies.jobs import run_push_job
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(base=TenantScopedTask, bind=True, acks_late=True, autoretry_for=(OSError,), retry_backoff=True,
+# A redelivered or retried job handles only its targets still pending, so a
+# run cut short by an unreachable PostgreSQL or broker is simply tried again.
+@shared_task(base=TenantScopedTask, bind=True, acks_late=True, autoretry_for=RETRYABLE_ERRORS, retry_backoff=True,
              retry_backoff_max=60, max_retries=10)
 def push_policy_task(self, job_id: int) -> dict | None:
     """Push a policy version to the targets of push job ``job_id``; return its counts."""
