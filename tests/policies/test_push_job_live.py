@@ -42,12 +42,13 @@ def test_push_job_acked_through_live_stack(world, live_stack, committed, tmp_pat
         assert status == 202
         assert message == {"type": "config", "version": 1, "body": {"dns_servers": ["192.0.2.53", "192.0.2.54"]}}
 
-        def job_acked() -> dict | None:
+        def job_acked_and_done() -> dict | None:
+            # The EC's ack can be recorded while the worker is still closing the job, so wait for both.
             current = _api(live_stack, world.a, "GET", f"/api/v1/director/config-push-jobs/{job['id']}")[1]
-            return current if current["acked"] == 1 else None
+            return current if current["acked"] == 1 and current["state"] == "done" else None
 
-        finished = wait_for(job_acked, timeout=15, interval=0.3)
-        assert finished["state"] == "done"
+        finished = wait_for(job_acked_and_done, timeout=15, interval=0.3)
+        assert finished is not None, "the push job was not acked and done within 15 s"
         assert (finished["targeted"], finished["sent"], finished["failed"]) == (1, 1, 0)
         assert controller(ec.schema_name, ec.product_id).applied_config_version == 1
     finally:
