@@ -564,7 +564,7 @@ class Agent:
         logger.info("%s: looked up, Director is %s", self.product_id, self.state.director_url)
 
     def _proof_requested(self, response: ApiResponse) -> bool:
-        """Whether a lookup answer asks for a device proof this EC can give."""
+        """Return whether a lookup response requests a device proof that this EC can sign."""
         return (
             response.status == 401
             and response.code.startswith("device_proof_")

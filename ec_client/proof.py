@@ -1,6 +1,6 @@
 """The device side of the lookup's proof of possession (see README, "Device credentials").
 
-The Provision Server answers a lookup for a product with an imported
+The Provision Server responds to a lookup for a product with an imported
 credential with 401 ``device_proof_required`` and a ``challenge``. The EC
 signs the Product ID and the challenge with its credential and looks up
 again with ``proof``. The message format is part of the EC contract and must

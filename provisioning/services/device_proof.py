@@ -2,7 +2,7 @@
 
 When the vendor imported a credential for a product (a public key, or the
 SHA-256 of a secret burnt into the device), the lookup returns the tenant
-access key only to a caller that proves it holds the credential. A leaked
+access key only to a caller that proves it has the credential. A leaked
 provisioning access key and a guessed or cloned Product ID are then not enough.
 
 The exchange costs one extra round trip and no database write:
@@ -56,11 +56,11 @@ from provisioning.models import CredentialType, Product
 # to sign with an RSA key on a busy CPU, short enough that a leaked one is
 # soon useless.
 CHALLENGE_TTL_SECONDS = 120
-# How long, in seconds, the Director accepts a lookup proof token with an
-# onboard request: an EC onboards right after its lookup, and one that waits
-# longer looks up again before a new request.
+# Lifetime, in seconds, of a lookup proof token at the Director's onboard API.
+# An EC onboards right after its lookup, and one that waits longer looks up
+# again before a new request.
 LOOKUP_PROOF_MAX_AGE_SECONDS = 24 * 3600
-# Longest signature accepted, as base64 text (an RSA 4096 signature is 684).
+# Maximum signature length, as base64 text (an RSA 4096 signature is 684 characters).
 MAX_SIGNATURE_CHARS = 1024
 MAX_CHALLENGE_CHARS = 200
 
@@ -84,11 +84,11 @@ class DeviceProofFailed(Exception):
 
 @dataclass(frozen=True)
 class LookupProof:
-    """What a lookup proof token says: the product and how it proved possession."""
+    """The content of a lookup proof token: the product and how it proved possession."""
 
     product_id: str
     method: str
-    # Hex SHA-256 of the DER SubjectPublicKeyInfo the EC said it would enroll.
+    # Hex SHA-256 of the DER SubjectPublicKeyInfo of the key the EC enrolls.
     key_sha256: str
 
 

@@ -20,7 +20,7 @@ from tests.factories import VENDOR, make_csr, make_key, provision_products
 from tests.provisioning.helpers import csv_bytes, import_csv, post_lookup
 
 SECRET = "factory-secret-of-this-device"
-# The key hash the EC says it will enroll, in the lookup tests.
+# The hash of the key the EC enrolls, in the lookup tests.
 ENROLL_KEY = "ab" * 32
 
 
